@@ -1,0 +1,5 @@
+"""``python -m kosimcse`` runs the CLI."""
+
+from kosimcse.cli import main
+
+main()

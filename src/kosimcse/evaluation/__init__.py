@@ -1,0 +1,1 @@
+"""Evaluation: similarity functions and the 8-metric STS evaluator with markdown/JSON tables."""

@@ -1,0 +1,1 @@
+"""Inference: ``KoSimCSE.from_pretrained`` with encode / similarity / search."""
