@@ -143,3 +143,112 @@ def read_korsts(path: str | Path, errors: ErrorPolicy = "raise", report: ReadRep
     if not header_seen:
         raise DataError("file has no header line", path)
 
+
+
+def _load_json(path: Path):
+    import json
+
+    _require_nonempty(path)
+    try:
+        raw = path.read_bytes()
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"invalid UTF-8 bytes at byte {e.start}", path, line) from None
+    except ValueError as e:  # json.JSONDecodeError
+        raise DataError(f"invalid JSON: {getattr(e, 'msg', e)}", path, getattr(e, "lineno", None)) from None
+
+
+def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None) -> Iterator[StsPair]:
+    """Official KLUE-STS JSON (a list of objects with sentence1, sentence2, labels.real-label / labels.label).
+
+    The JSON has no line numbers per record, so errors name the record index as ``line`` (1-based).
+    """
+    path = Path(path)
+    policy = _Policy(errors, report)
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError("expected a JSON list of KLUE-STS records", path)
+    for index, rec in enumerate(data, start=1):
+        try:
+            if not isinstance(rec, dict):
+                raise DataError(f"record {index} is not an object", path, index)
+            missing = [k for k in ("sentence1", "sentence2", "labels") if k not in rec]
+            if missing:
+                raise DataError(f"record {index} lacks {', '.join(missing)}", path, index)
+            labels = rec["labels"] if isinstance(rec["labels"], dict) else {}
+            value = labels.get("real-label", labels.get("label"))
+            s1, s2 = str(rec["sentence1"]).strip(), str(rec["sentence2"]).strip()
+            if not s1 or not s2:
+                raise DataError(f"record {index} has an empty sentence", path, index)
+            score = _parse_score(value, path, index)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield StsPair(s1, s2, score)
+
+
+def read_csv_records(path: str | Path, required: tuple[str, ...], delimiter: str = ",", encoding: str = "utf-8",
+                     policy: _Policy | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """Ordinary quoted CSV/TSV with a header: yield ``(line_number, row_dict)``.
+
+    Rows with a wrong field count are reported (or skipped under a skip policy); a missing
+    required column is always fatal, since no row could be read.
+    """
+    path = Path(path)
+    _require_nonempty(path)
+    policy = policy or _Policy("raise", None)
+    lines = read_text_lines(path, encoding=encoding, policy=policy)
+    # csv needs an iterator of strings; keep the physical line number of each record's first line.
+    current = {"lineno": 0}
+
+    def text_iter():
+        for lineno, line in lines:
+            current["lineno"] = lineno
+            yield line
+
+    reader = csv.reader(text_iter(), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError("file has no header line", path) from None
+    except csv.Error as e:
+        raise DataError(f"unreadable header: {e}", path, 1) from None
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(missing)}; header is {header}", path, current["lineno"])
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            policy.bad(DataError(f"malformed CSV: {e}", path, current["lineno"]))
+            continue
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            policy.bad(DataError(f"expected {len(header)} fields, found {len(row)}", path, current["lineno"]))
+            continue
+        yield current["lineno"], dict(zip(header, row))
+
+
+def read_klue_sts_csv(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None) -> Iterator[StsPair]:
+    """KLUE-STS CSV copy (``sentence1,sentence2,label`` with label = real-label, 0–5)."""
+    path = Path(path)
+    policy = _Policy(errors, report)
+    for lineno, row in read_csv_records(path, ("sentence1", "sentence2", "label"), policy=policy):
+        try:
+            s1, s2 = row["sentence1"].strip(), row["sentence2"].strip()
+            if not s1 or not s2:
+                raise DataError("empty sentence", path, lineno)
+            score = _parse_score(row["label"], path, lineno)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield StsPair(s1, s2, score)

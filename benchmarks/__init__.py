@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure quality and speed and write JSON results rendered into docs/BENCHMARKS.md."""
