@@ -1,0 +1,89 @@
+"""Test helpers: tiny random-init encoders with a real Korean WordPiece tokenizer, built offline in about a second."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+_RESOURCES = Path(__file__).resolve().parents[1] / "src" / "kosimcse" / "resources" / "sts"
+
+_FALLBACK_TEXTS = [
+    "한 남자가 기타를 치고 있다.",
+    "여자가 양파를 썰고 있다.",
+    "아이들이 공원에서 뛰어 놀고 있다.",
+    "고양이가 소파 위에서 자고 있다.",
+    "오늘 날씨가 정말 좋네요.",
+    "그 영화는 생각보다 재미있었다.",
+]
+
+
+def korean_sample_texts(limit: int = 3000) -> list[str]:
+    """Korean sentences for training tiny tokenizers: KorSTS dev from the embedded resources when present."""
+    path = _RESOURCES / "sts-dev.tsv"
+    if not path.is_file():
+        return list(_FALLBACK_TEXTS)
+    texts: list[str] = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(rows, None)
+        for row in rows:
+            if len(row) >= 7:
+                texts.extend((row[5], row[6]))
+            if len(texts) >= limit:
+                break
+    return texts + list(_FALLBACK_TEXTS)
+
+
+def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 2000):
+    """A fast BERT-style WordPiece tokenizer trained on the fly; returns a transformers tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(vocab_texts) if vocab_texts is not None else korean_sample_texts()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # strip_accents=False: NFD would break Hangul syllables into jamo.
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                            show_progress=False))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=128, model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def make_tiny_model_dir(path, vocab_texts: Iterable[str] | None = None, hidden: int = 32, layers: int = 2,
+                        heads: int = 2, seed: int = 0, model_type: str = "bert", max_length: int = 128) -> Path:
+    """Write a random-init BERT (or RoBERTa) encoder + tokenizer into ``path``, loadable offline by AutoModel/AutoTokenizer.
+
+    Weights are saved as safetensors. Same ``seed`` and texts give the same model.
+    """
+    import torch
+    from transformers import AutoModel, BertConfig, RobertaConfig
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = make_tiny_tokenizer(vocab_texts)
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=hidden * 2, pad_token_id=tokenizer.pad_token_id)
+    if model_type == "bert":
+        config = BertConfig(max_position_embeddings=max_length, **common)
+    elif model_type == "roberta":
+        # RoBERTa positions start after padding_idx, hence the +2.
+        config = RobertaConfig(max_position_embeddings=max_length + 2, bos_token_id=tokenizer.cls_token_id,
+                               eos_token_id=tokenizer.sep_token_id, type_vocab_size=1, **common)
+    else:
+        raise ValueError(f"model_type must be 'bert' or 'roberta', not {model_type!r}")
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
