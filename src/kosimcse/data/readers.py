@@ -192,7 +192,7 @@ def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: 
 
 
 def read_csv_records(path: str | Path, required: tuple[str, ...], delimiter: str = ",", encoding: str = "utf-8",
-                     policy: _Policy | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+                     policy: _Policy | None = None, quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, dict[str, str]]]:
     """Ordinary quoted CSV/TSV with a header: yield ``(line_number, row_dict)``.
 
     Rows with a wrong field count are reported (or skipped under a skip policy); a missing
@@ -210,7 +210,7 @@ def read_csv_records(path: str | Path, required: tuple[str, ...], delimiter: str
             current["lineno"] = lineno
             yield line
 
-    reader = csv.reader(text_iter(), delimiter=delimiter)
+    reader = csv.reader(text_iter(), delimiter=delimiter, quoting=quoting)
     try:
         header = next(reader)
     except StopIteration:
@@ -252,3 +252,571 @@ def read_klue_sts_csv(path: str | Path, errors: ErrorPolicy = "raise", report: R
             continue
         policy.ok()
         yield StsPair(s1, s2, score)
+
+
+# ---------------------------------------------------------------------------------------------
+# NLI readers
+# ---------------------------------------------------------------------------------------------
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+# The DACON copy of KLUE-NLI: rows 0..24,997 are the KLUE-NLI train split, 24,998.. the official dev split.
+DACON_TRAIN_ROWS = 24_998
+
+
+def _nli_pair(premise, hypothesis, label, path: Path, lineno: int):
+    from kosimcse.data.records import NliPair
+
+    if not isinstance(premise, str) or not isinstance(hypothesis, str) or not isinstance(label, str):
+        raise DataError("premise, hypothesis and label must be strings", path, lineno)
+    premise, hypothesis, label = premise.strip(), hypothesis.strip(), label.strip().lower()
+    if not premise or not hypothesis:
+        raise DataError("empty premise or hypothesis", path, lineno)
+    if label not in NLI_LABELS:
+        raise DataError(f"label {label!r} is not one of {', '.join(NLI_LABELS)}", path, lineno)
+    return NliPair(premise, hypothesis, label)
+
+
+def read_klue_nli_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+    """Official KLUE-NLI JSON (a list of objects with premise, hypothesis, gold_label).
+
+    As for KLUE-STS JSON, ``line`` in errors is the 1-based record index.
+    """
+    path = Path(path)
+    policy = _Policy(errors, report)
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError("expected a JSON list of KLUE-NLI records", path)
+    for index, rec in enumerate(data, start=1):
+        try:
+            if not isinstance(rec, dict):
+                raise DataError(f"record {index} is not an object", path, index)
+            missing = [k for k in ("premise", "hypothesis", "gold_label") if k not in rec]
+            if missing:
+                raise DataError(f"record {index} lacks {', '.join(missing)}", path, index)
+            pair = _nli_pair(rec["premise"], rec["hypothesis"], rec["gold_label"], path, index)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield pair
+
+
+def read_klue_nli_dacon_csv(path: str | Path, split: Literal["train", "dev", "all"] = "train",
+                            errors: ErrorPolicy = "raise", report: ReadReport | None = None,
+                            encoding: str = "cp949"):
+    """DACON copy of KLUE-NLI (``index,premise,hypothesis,label``, CP949-encoded).
+
+    ``split="train"`` yields only rows with index < 24,998 (KLUE-NLI train), ``"dev"`` only the
+    rest (KLUE-NLI dev), so the dev rows can never leak into training by accident.
+    The split is decided by the ``index`` column, not by position, so a skipped bad row cannot shift it.
+    """
+    if split not in ("train", "dev", "all"):
+        raise ValueError(f"split must be 'train', 'dev' or 'all', not {split!r}")
+    path = Path(path)
+    policy = _Policy(errors, report)
+    for lineno, row in read_csv_records(path, ("index", "premise", "hypothesis", "label"), encoding=encoding,
+                                        policy=policy):
+        try:
+            try:
+                index = int(row["index"])
+            except ValueError:
+                raise DataError(f"index {row['index']!r} is not an integer", path, lineno) from None
+            if index < 0:
+                raise DataError(f"index {index} is negative", path, lineno)
+            pair = _nli_pair(row["premise"], row["hypothesis"], row["label"], path, lineno)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        is_train = index < DACON_TRAIN_ROWS
+        if split == "all" or (split == "train") == is_train:
+            policy.ok()
+            yield pair
+
+
+def _read_tsv_no_quotes(path: Path, required: tuple[str, ...], policy: _Policy) -> Iterator[tuple[int, dict[str, str]]]:
+    """Header + tab-separated fields where quotes are literal (``csv.QUOTE_NONE``): yield ``(line, row)``."""
+    _require_nonempty(path)
+    header: list[str] | None = None
+    for lineno, line in read_text_lines(path, policy=policy):
+        if header is None:
+            header = [h.strip() for h in line.split("\t")]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(f"missing column(s) {', '.join(missing)}; header is {header}", path, lineno)
+            continue
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            policy.bad(DataError(f"expected {len(header)} tab-separated fields, found {len(fields)}", path, lineno))
+            continue
+        yield lineno, dict(zip(header, fields))
+    if header is None:
+        raise DataError("file has no header line", path)
+
+
+def read_xnli_tsv(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+    """KorNLI / XNLI ``.tsv`` (``sentence1, sentence2, gold_label``; quotes are literal text)."""
+    path = Path(path)
+    policy = _Policy(errors, report)
+    for lineno, row in _read_tsv_no_quotes(path, ("sentence1", "sentence2", "gold_label"), policy):
+        try:
+            pair = _nli_pair(row["sentence1"], row["sentence2"], row["gold_label"], path, lineno)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield pair
+
+
+# ---------------------------------------------------------------------------------------------
+# Unlabeled text readers
+# ---------------------------------------------------------------------------------------------
+
+_FORMULA_RE = None
+
+
+def _files_under(path: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """A file itself, or every regular file under a folder (recursive, sorted), skipping READMEs and hidden files."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError("no such file or directory", path)
+    files = []
+    for p in sorted(path.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(path).parts):
+            continue
+        if p.suffix.lower() == ".md" or p.name.upper().startswith("README"):
+            continue
+        if suffixes is not None and p.suffix.lower() not in suffixes:
+            continue
+        files.append(p)
+    if not files:
+        raise DataError("folder holds no data files" + (f" ({', '.join(suffixes)})" if suffixes else ""), path)
+    return files
+
+
+def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+    """WikiExtractor output (``<doc>`` blocks, title line, one paragraph per line) -> one ``Text`` per paragraph.
+
+    Drops the ``<doc …>``/``</doc>`` lines, the title line after each ``<doc>`` and blank lines, and
+    removes the ``formula_N`` placeholders WikiExtractor leaves for math. A folder is read recursively in
+    sorted order. A paragraph that held only placeholders is yielded empty, so that the corpus stats count it.
+    """
+    import re
+
+    from kosimcse.data.records import Text
+
+    global _FORMULA_RE
+    if _FORMULA_RE is None:
+        _FORMULA_RE = re.compile(r"\s*\bformula_\d+\b")
+    policy = _Policy(errors, report)
+    for file in _files_under(Path(path_or_dir)):
+        _require_nonempty(file)
+        expect_title = False
+        for lineno, line in read_text_lines(file, policy=policy):
+            stripped = line.strip()
+            if stripped.startswith("<doc ") or stripped == "<doc>":
+                expect_title = True
+                continue
+            if stripped == "</doc>":
+                expect_title = False
+                continue
+            if not stripped:
+                continue
+            if expect_title:
+                expect_title = False
+                continue
+            policy.ok()
+            yield Text(_FORMULA_RE.sub("", stripped).strip(), "kowiki", lineno)
+
+
+def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+    """NSMC raw crawl: per-movie JSON files, each a list of ``{"review", "rating", ...}`` -> one ``Text`` per review.
+
+    ``line`` is the 1-based review index within its file. A file that is not valid JSON is one bad
+    row (raised, or skipped and counted); a record without a string ``review`` is one bad row.
+    Empty reviews are yielded (empty) so that the corpus stats count them.
+    """
+    from kosimcse.data.records import Text
+
+    policy = _Policy(errors, report)
+    for file in _files_under(Path(path_or_dir), suffixes=(".json",) if Path(path_or_dir).is_dir() else None):
+        try:
+            data = _load_json(file)
+            if not isinstance(data, list):
+                raise DataError("expected a JSON list of review objects", file, 1)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        for index, rec in enumerate(data, start=1):
+            if not isinstance(rec, dict) or not isinstance(rec.get("review"), str):
+                policy.bad(DataError(f"record {index} has no string 'review'", file, index))
+                continue
+            policy.ok()
+            yield Text(rec["review"].strip(), "nsmc", index)
+
+
+def _json_lines(file: Path, policy: _Policy) -> Iterator[tuple[int, dict]]:
+    import json
+
+    _require_nonempty(file)
+    for lineno, line in read_text_lines(file, policy=policy):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            policy.bad(DataError(f"invalid JSON: {getattr(e, 'msg', e)}", file, lineno))
+            continue
+        if not isinstance(rec, dict):
+            policy.bad(DataError("line is not a JSON object", file, lineno))
+            continue
+        yield lineno, rec
+
+
+def read_petitions(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None,
+                   field: str = "content"):
+    """Blue House petitions: JSON lines with ``title``, ``content``, … -> one ``Text`` per petition body."""
+    from kosimcse.data.records import Text
+
+    policy = _Policy(errors, report)
+    for file in _files_under(Path(path_or_dir)):
+        for lineno, rec in _json_lines(file, policy):
+            value = rec.get(field)
+            if not isinstance(value, str):
+                policy.bad(DataError(f"no string {field!r} field; keys are {sorted(rec)}", file, lineno))
+                continue
+            policy.ok()
+            yield Text(value.strip(), "petitions", lineno)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic texts: .txt, .jsonl/.json, .csv/.tsv, .parquet, a save_to_disk folder, or a Hub dataset id
+# ---------------------------------------------------------------------------------------------
+
+TEXT_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
+_HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+HUB_OFFLINE_HINT = (
+    "The Hugging Face Hub is unreachable from here. Offline options: pass a local file "
+    "(.txt one text per line, .jsonl, .csv/.tsv, .parquet with a text column), a folder written by "
+    "datasets' save_to_disk, or a dataset already in the HF cache with HF_DATASETS_OFFLINE=1."
+)
+
+
+def _is_hf_disk_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / m).is_file() for m in _HF_DISK_MARKERS)
+
+
+def _text_value(value, column: str, path: Path, lineno: int) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"column {column!r} holds {type(value).__name__}, not text", path, lineno)
+    return value.strip()
+
+
+def _read_plain_lines(path: Path, name: str, policy: _Policy):
+    from kosimcse.data.records import Text
+
+    _require_nonempty(path)
+    for lineno, line in read_text_lines(path, policy=policy):
+        if line.strip():
+            policy.ok()
+            yield Text(line.strip(), name, lineno)
+
+
+def _read_jsonl_texts(path: Path, column: str, name: str, policy: _Policy):
+    from kosimcse.data.records import Text
+
+    first = True
+    for lineno, rec in _json_lines(path, policy):
+        if column not in rec:
+            err = DataError(f"missing column {column!r}; available: {sorted(rec)}", path, lineno)
+            if first:  # the file's layout is wrong, not one row: no row could be read
+                raise err
+            policy.bad(err)
+            continue
+        first = False
+        try:
+            text = _text_value(rec[column], column, path, lineno)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield Text(text, name, lineno)
+
+
+def _read_json_list_texts(path: Path, column: str, name: str, policy: _Policy):
+    from kosimcse.data.records import Text
+
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError("expected a JSON list of objects (or JSON lines)", path)
+    for index, rec in enumerate(data, start=1):
+        if isinstance(rec, str) and column == "text":
+            text = rec.strip()
+        else:
+            try:
+                if not isinstance(rec, dict) or column not in rec:
+                    keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+                    raise DataError(f"record {index} lacks column {column!r}; available: {keys}", path, index)
+                text = _text_value(rec[column], column, path, index)
+            except DataError as e:
+                policy.bad(e)
+                continue
+        policy.ok()
+        yield Text(text, name, index)
+
+
+def _read_delimited_texts(path: Path, column: str, name: str, policy: _Policy, delimiter: str):
+    from kosimcse.data.records import Text
+
+    # TSV files in this field (KorSTS, KorNLI) use quotes as literal text: never parse them as quoting.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    for lineno, row in read_csv_records(path, (column,), delimiter=delimiter, policy=policy, quoting=quoting):
+        policy.ok()
+        yield Text(row[column].strip(), name, lineno)
+
+
+def _read_parquet_texts(path: Path, column: str, name: str, policy: _Policy, batch_size: int = 8192):
+    import pyarrow.parquet as pq
+
+    from kosimcse.data.records import Text
+
+    _require_nonempty(path)
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"unreadable parquet file: {e}", path) from None
+    if column not in names:
+        raise DataError(f"missing column {column!r}; available: {names}", path)
+    row = 0
+    try:
+        # iter_batches reads one row group at a time, so a multi-GB file never sits in memory whole.
+        for batch in pf.iter_batches(batch_size=batch_size, columns=[column]):
+            for value in batch.column(0).to_pylist():
+                row += 1
+                try:
+                    text = _text_value(value, column, path, row)
+                except DataError as e:
+                    policy.bad(e)
+                    continue
+                policy.ok()
+                yield Text(text, name, row)
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"unreadable parquet data after row {row}: {e}", path, row + 1) from None
+
+
+def _iter_dataset_texts(ds, column: str, name: str, where: str, policy: _Policy):
+    from kosimcse.data.records import Text
+
+    row = 0
+    for batch in ds.iter(batch_size=1000):
+        for value in batch[column]:
+            row += 1
+            try:
+                text = _text_value(value, column, Path(where), row)
+            except DataError as e:
+                policy.bad(e)
+                continue
+            policy.ok()
+            yield Text(text, name, row)
+
+
+def _read_hf_disk(path: Path, column: str, name: str, policy: _Policy, split: str):
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:
+        raise DataError(f"not a readable datasets folder: {e}", path) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"split {split!r} not in this DatasetDict; splits: {list(ds)}", path)
+        ds = ds[split]
+    if column not in ds.column_names:
+        raise DataError(f"missing column {column!r}; available: {ds.column_names}", path)
+    yield from _iter_dataset_texts(ds.select_columns([column]), column, name, str(path), policy)
+
+
+def _read_hub(dataset_id: str, column: str, policy: _Policy, split: str):
+    from kosimcse.errors import KoSimCSEError
+
+    try:
+        import datasets
+
+        # streaming: a Hub corpus of many GB is read record by record, never downloaded whole first.
+        ds = datasets.load_dataset(dataset_id, split=split, streaming=True)
+        it = iter(ds)
+        first = next(it, None)
+    except Exception as e:
+        raise KoSimCSEError(f"could not load Hugging Face dataset {dataset_id!r} "
+                            f"({type(e).__name__}: {str(e)[:200]}). {HUB_OFFLINE_HINT}") from None
+    if first is None:
+        return
+    if column not in first:
+        raise DataError(f"missing column {column!r}; available: {sorted(first)}", dataset_id)
+    from itertools import chain
+
+    from kosimcse.data.records import Text
+
+    row = 0
+    try:
+        for rec in chain([first], it):
+            row += 1
+            try:
+                text = _text_value(rec.get(column), column, Path(dataset_id), row)
+            except DataError as e:
+                policy.bad(e)
+                continue
+            policy.ok()
+            yield Text(text, dataset_id, row)
+    except (OSError, ConnectionError) as e:
+        raise KoSimCSEError(f"lost the Hub while streaming {dataset_id!r} at row {row}: {e}. {HUB_OFFLINE_HINT}") from None
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", source)) and not source.endswith(TEXT_SUFFIXES)
+
+
+def read_texts(source: str | Path, text_column: str = "text", errors: ErrorPolicy = "raise",
+               report: ReadReport | None = None, split: str = "train", source_name: str | None = None):
+    """Generic unlabeled texts -> ``Text`` records, streamed.
+
+    ``source`` is a ``.txt`` file (one text per line), ``.jsonl``/``.json``, ``.csv``/``.tsv`` or
+    ``.parquet`` with a ``text_column``, a folder written by ``datasets.save_to_disk``, a folder of such
+    files, or a Hugging Face dataset id (``datasets.load_dataset(..., streaming=True)``).
+    A file without a known extension is read as plain lines.
+    """
+    policy = _Policy(errors, report)
+    path = Path(source)
+    name = source_name or (path.name if path.exists() else str(source))
+    if not path.exists():
+        if isinstance(source, str) and _looks_like_hub_id(source):
+            yield from _read_hub(source, text_column, policy, split)
+            return
+        raise DataError("no such file or directory", path)
+    if _is_hf_disk_folder(path):
+        yield from _read_hf_disk(path, text_column, name, policy, split)
+        return
+    if path.is_dir():
+        for file in _files_under(path):
+            yield from read_texts(file, text_column, errors, policy.report, split, source_name=name)
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _read_parquet_texts(path, text_column, name, policy)
+    elif suffix in (".csv", ".tsv"):
+        yield from _read_delimited_texts(path, text_column, name, policy, "\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".json"):
+        if suffix == ".json" and _first_char(path) == "[":
+            yield from _read_json_list_texts(path, text_column, name, policy)
+        else:
+            yield from _read_jsonl_texts(path, text_column, name, policy)
+    else:
+        yield from _read_plain_lines(path, name, policy)
+
+
+def _first_char(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as e:
+        raise DataError(f"cannot open: {e.strerror}", path) from None
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return chr(head[0]) if head else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Source specs: ``kind:PATH`` or a plain path, auto-detected
+# ---------------------------------------------------------------------------------------------
+
+SOURCE_KINDS = ("kowiki", "nsmc", "petitions", "korsts", "klue-sts", "text", "hf")
+
+
+def _head(path: Path, n: int = 4096) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n).removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"cannot open: {e.strerror}", path) from None
+
+
+def detect_kind(path: str | Path) -> str:
+    """Guess a source's kind from its layout and first bytes (see ``SOURCE_KINDS``)."""
+    path = Path(path)
+    if not path.exists():
+        if _looks_like_hub_id(str(path)):
+            return "hf"
+        raise DataError("no such file or directory", path)
+    if _is_hf_disk_folder(path):
+        return "text"
+    first = _files_under(path)[0] if path.is_dir() else path
+    head = _head(first)
+    first_line = head.split("\n", 1)[0]
+    suffix = first.suffix.lower()
+    if first_line.lstrip().startswith("<doc "):
+        return "kowiki"
+    if suffix == ".tsv" and {"score", "sentence1", "sentence2"} <= set(first_line.strip().split("\t")):
+        return "korsts"
+    if suffix == ".csv" and {"sentence1", "sentence2", "label"} <= {c.strip() for c in first_line.split(",")}:
+        return "klue-sts"
+    if suffix == ".json" and head.lstrip().startswith("["):
+        if '"review"' in head:
+            return "nsmc"
+        if '"sentence1"' in head and '"labels"' in head:
+            return "klue-sts"
+    if suffix in ("", ".jsonl") and first_line.lstrip().startswith("{") and '"content"' in first_line:
+        return "petitions"
+    return "text"
+
+
+def parse_source_spec(spec: str, data_dir: str | Path | None = None) -> tuple[str, str]:
+    """``kind:PATH`` -> ``(kind, path)``; a plain path gets its kind from ``detect_kind``.
+
+    A relative PATH that does not exist is also looked up under ``data_dir``.
+    """
+    kind, sep, target = spec.partition(":")
+    if not sep or kind not in SOURCE_KINDS:
+        kind, target = "", spec
+    if kind != "hf" and data_dir is not None and not Path(target).exists() and (Path(data_dir) / target).exists():
+        target = str(Path(data_dir) / target)
+    return (kind or detect_kind(target)), target
+
+
+def read_source(spec: str, errors: ErrorPolicy = "raise", report: ReadReport | None = None,
+                data_dir: str | Path | None = None, text_column: str = "text", name: str | None = None):
+    """Read any text source spec (``kowiki:PATH``, ``nsmc:PATH``, ``petitions:PATH``, ``korsts:PATH``,
+    ``klue-sts:PATH``, ``text:PATH``, ``hf:DATASET_ID`` or a plain path) as ``Text`` records.
+
+    For labelled STS files both sentences of every pair are yielded and the scores dropped.
+    ``source`` on each record is ``name`` (default: the kind).
+    """
+    from kosimcse.data.records import Text
+
+    kind, target = parse_source_spec(spec, data_dir)
+    label = name or kind
+    if kind in ("korsts", "klue-sts"):
+        policy = _Policy(errors, report)
+        for file in _files_under(Path(target)):
+            if kind == "korsts":
+                pairs = read_korsts(file, errors, policy.report)
+            elif file.suffix.lower() == ".json":
+                pairs = read_klue_sts_json(file, errors, policy.report)
+            else:
+                pairs = read_klue_sts_csv(file, errors, policy.report)
+            for pair in pairs:
+                yield Text(pair.sentence1, label)
+                yield Text(pair.sentence2, label)
+        return
+    if kind in ("hf", "text"):
+        records = read_texts(target, text_column, errors, report, source_name=label)
+    else:
+        reader = {"kowiki": read_kowiki, "nsmc": read_nsmc_raw, "petitions": read_petitions}[kind]
+        records = reader(target, errors, report)
+    for rec in records:
+        yield Text(rec.text, label, rec.line) if rec.source != label else rec
