@@ -1,0 +1,239 @@
+"""Sentence encoding for inference: batched, length-sorted, bf16 on CPUs that have it, plus cosine top-k search."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_POOLING = "mean"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX512-BF16, where bf16 matmuls are several times faster than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_dtype(dtype: str, device: torch.device | str) -> str:
+    """``auto`` becomes ``bf16`` on a CPU with AMX/AVX512-BF16 or a bf16-capable GPU, else ``fp32``."""
+    if dtype not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"dtype must be 'auto', 'bf16' or 'fp32', not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="sent", leave=False)
+
+
+@torch.inference_mode()
+def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str, prefix: str = "", *,
+                 max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 64, device: torch.device | str | None = None,
+                 dtype: str = "fp32", normalize: bool = False, show_progress: bool = False,
+                 convert_to: str = "numpy"):
+    """Embed ``texts`` with ``model`` (a HF encoder) and ``pooling``; returns ``[len(texts), dim]`` float32.
+
+    Texts are batched longest-first so each batch pads little, and the output is put back in input
+    order. The model's train/eval mode is restored afterwards, so training code can call this for
+    dev evaluation mid-run.
+    """
+    pooling = canonical_pooler(pooling)
+    if convert_to not in ("numpy", "torch"):
+        raise ValueError(f"convert_to must be 'numpy' or 'torch', not {convert_to!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    texts = list(texts)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = resolve_dtype(dtype, device)
+    hidden = getattr(model.config, "hidden_size", None)
+    if not texts:
+        empty = torch.empty(0, hidden or 0)
+        return empty.numpy() if convert_to == "numpy" else empty
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out: torch.Tensor | None = None
+    was_training = model.training
+    model.eval()
+    want_hidden = needs_hidden_states(pooling)
+    try:
+        with _progress(len(texts), show_progress, "encode") as bar:
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                batch = tokenizer([prefix + texts[i] for i in idx], padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="pt")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with _autocast(device, dtype):
+                    outputs = model(**batch, output_hidden_states=want_hidden, return_dict=True)
+                    emb = pool(pooling, batch["attention_mask"], outputs.last_hidden_state,
+                               outputs.hidden_states if want_hidden else None)
+                emb = emb.float()
+                if normalize:
+                    emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+                if out is None:
+                    out = torch.empty(len(texts), emb.shape[-1], dtype=torch.float32)
+                out[torch.as_tensor(idx)] = emb.cpu()
+                bar.update(len(idx))
+    finally:
+        model.train(was_training)
+    return out.numpy() if convert_to == "numpy" else out
+
+
+def _normalized_f32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size: int = 65536,
+                use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` corpus rows by cosine for each query: ``(scores [q, k], indices [q, k])``, best first.
+
+    The corpus (possibly a memory-mapped ``.npy``) is scanned in chunks so memory stays bounded;
+    faiss is used when installed and the corpus is an in-memory array.
+    """
+    queries = _normalized_f32(np.atleast_2d(queries))
+    n = corpus.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+    if use_faiss is None:
+        use_faiss = not isinstance(corpus, np.memmap) and n <= chunk_size * 4
+    if use_faiss:
+        try:
+            import faiss
+        except ImportError:
+            pass
+        else:
+            index = faiss.IndexFlatIP(corpus.shape[1])
+            index.add(_normalized_f32(corpus))
+            scores, indices = index.search(queries, k)
+            return scores, indices.astype(np.int64)
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_idx = np.empty((len(queries), 0), dtype=np.int64)
+    for start in range(0, n, chunk_size):
+        block = _normalized_f32(corpus[start:start + chunk_size])
+        scores = queries @ block.T
+        kk = min(k, scores.shape[1])
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], axis=1)
+        best_idx = np.concatenate([best_idx, part + start], axis=1)
+        if best_scores.shape[1] > k:
+            keep = np.argpartition(-best_scores, k - 1, axis=1)[:, :k]
+            best_scores = np.take_along_axis(best_scores, keep, 1)
+            best_idx = np.take_along_axis(best_idx, keep, 1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_idx, order, 1)
+
+
+class KoSimCSE:
+    """A sentence encoder: ``KoSimCSE.from_pretrained(path).encode(texts)``.
+
+    Pooling, prefix and max length come from the arguments, else from the settings saved with the
+    model (``kosimcse_config.json`` or a sentence-transformers pooling config), else ``mean``/``""``/128.
+    """
+
+    def __init__(self, model, tokenizer, pooling: str = DEFAULT_POOLING, prefix: str = "",
+                 max_length: int = DEFAULT_MAX_LENGTH, device: torch.device | str | None = None,
+                 dtype: str = "auto", path: Path | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        canonical_pooler(pooling)  # fail early on a typo
+        self.pooling = pooling
+        self.prefix = prefix
+        self.max_length = max_length
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.path = path
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
+                        max_length: int | None = None, device: str | None = None, dtype: str = "auto",
+                        allow_pickle: bool = False, trust_remote_code: bool = False) -> "KoSimCSE":
+        from kosimcse.modeling.loading import load_encoder
+
+        loaded = load_encoder(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        saved = loaded.config
+        if pooling is None and saved.pooling is None:
+            log.info("no pooling saved with %s and none given: using %s", path_or_id, DEFAULT_POOLING)
+        return cls(
+            loaded.model, loaded.tokenizer,
+            pooling=pooling or saved.pooling or DEFAULT_POOLING,
+            prefix=prefix if prefix is not None else (saved.prefix or ""),
+            max_length=max_length or saved.max_length or DEFAULT_MAX_LENGTH,
+            device=device, dtype=dtype, path=loaded.path,
+        )
+
+    def __repr__(self) -> str:
+        return (f"KoSimCSE(path={str(self.path)!r}, pooling={self.pooling!r}, prefix={self.prefix!r}, "
+                f"max_length={self.max_length}, device={str(self.device)!r}, dtype={self.dtype!r})")
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def encode(self, texts: Sequence[str] | str, batch_size: int = 64, normalize: bool = False,
+               show_progress: bool = True, convert_to: str = "numpy"):
+        """Embeddings ``[n, dim]`` in input order (one string gives ``[dim]``)."""
+        single = isinstance(texts, str)
+        emb = encode_texts(self.model, self.tokenizer, [texts] if single else texts, self.pooling, self.prefix,
+                           max_length=self.max_length, batch_size=batch_size, device=self.device, dtype=self.dtype,
+                           normalize=normalize, show_progress=show_progress, convert_to=convert_to)
+        return emb[0] if single else emb
+
+    def similarity(self, a, b) -> np.ndarray:
+        """Cosine similarity matrix ``[len(a), len(b)]``; ``a``/``b`` are texts or embeddings."""
+        from kosimcse.evaluation.similarity import cosine_matrix
+
+        return cosine_matrix(self._as_embeddings(a), self._as_embeddings(b))
+
+    def search(self, queries, corpus_embeddings, k: int = 10) -> list[list[tuple[int, float]]]:
+        """For each query (text or embedding), the ``k`` nearest corpus rows by cosine as ``(index, score)``."""
+        scores, indices = topk_cosine(self._as_embeddings(queries), corpus_embeddings, k)
+        return [[(int(i), float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(indices, scores)]
+
+    def _as_embeddings(self, x) -> np.ndarray:
+        if isinstance(x, str):
+            x = [x]
+        if isinstance(x, np.ndarray) or torch.is_tensor(x):
+            return np.atleast_2d(np.asarray(x, dtype=np.float32))
+        x = list(x)
+        if x and isinstance(x[0], str):
+            return self.encode(x, show_progress=False)
+        return np.atleast_2d(np.asarray(x, dtype=np.float32))
