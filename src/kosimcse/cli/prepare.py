@@ -1,0 +1,65 @@
+"""``kosimcse prepare``: build the unsupervised training corpus and print what each filter dropped."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("prepare", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root of the Korean data (default: $KOSIMCSE_DATA_DIR, then ../shared/data).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/corpus", show_default=True,
+              help="Folder for sentences.txt and stats.json.")
+@click.option("--source", "sources", multiple=True, metavar="SPEC",
+              help="A source spec (kowiki:PATH, nsmc:PATH, petitions:PATH, korsts:PATH, klue-sts:PATH, "
+                   "text:PATH, hf:ID, or a plain path). Repeatable. Replaces the default seed sources.")
+@click.option("--domain", "domain", multiple=True, metavar="PATH",
+              help="Add a domain source (a path or spec), e.g. domain/nsmc/raw. Repeatable.")
+@click.option("--no-seed", is_flag=True, help="Leave out kowiki from the default sources.")
+@click.option("--no-sts", is_flag=True, help="Leave out KLUE-STS/KorSTS train sentences from the default sources.")
+@click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME",
+              help="Evaluation sets whose sentences are removed (leakage guard). "
+                   "Default: korsts-dev, korsts-test, klue-sts-dev.")
+@click.option("--min-chars", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Drop sentences shorter than this.")
+@click.option("--max-chars", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Drop sentences longer than this.")
+@click.option("--no-split", is_flag=True, help="Keep paragraphs whole instead of splitting them into sentences.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Threads for kiwipiepy sentence splitting.")
+@click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
+              help="On a bad input row: stop with file:line, or skip it and count it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON instead of a table.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_chars, max_chars, no_split,
+            workers, errors, as_json, quiet):
+    """Build the unsupervised SimCSE corpus: read, normalise, split into sentences,
+    length-filter, deduplicate, drop every sentence of the evaluation sets, and write
+    OUT/sentences.txt (one sentence per line) and OUT/stats.json.
+
+    \b
+    Examples:
+      kosimcse prepare --out runs/corpus                       # kowiki + KLUE-STS/KorSTS train
+      kosimcse prepare --out runs/nsmc --no-sts --domain domain/nsmc/raw
+      kosimcse prepare --out runs/dom --no-seed --no-sts --domain petitions:domain/petitions
+      kosimcse prepare --source my_texts.txt --source hf:some/corpus --json
+    """
+    from kosimcse.data.corpus import DEFAULT_EVAL_SETS, default_sources, format_stats_table, prepare_corpus
+
+    if sources:
+        specs = list(sources) + list(domain)
+    else:
+        specs = default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
+    stats = prepare_corpus(specs, out_dir, eval_sets=tuple(eval_sets) or DEFAULT_EVAL_SETS, min_chars=min_chars,
+                           max_chars=max_chars, split=not no_split, workers=workers, data_dir=data_dir,
+                           errors=errors, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    click.echo(format_stats_table(stats))
+    s = stats["settings"]
+    click.echo(f"\nkept {stats['totals']['kept']:,} sentences -> {stats['output']}  "
+               f"(leakage guard: {s['eval_sentences']:,} sentences of {', '.join(s['eval_sets'])}; "
+               f"{stats['wall_time_s']} s)")

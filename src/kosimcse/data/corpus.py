@@ -1,0 +1,249 @@
+"""Build the unsupervised training corpus: read, normalise, split, filter, dedup, guard against eval leakage, write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from kosimcse.data.korean import normalize, split_sentences
+from kosimcse.data.readers import (
+    ErrorPolicy,
+    ReadReport,
+    parse_source_spec,
+    read_klue_sts_csv,
+    read_klue_sts_json,
+    read_korsts,
+    read_source,
+)
+from kosimcse.errors import KoSimCSEError
+
+# Evaluation sets the leakage guard protects by default: name -> (reader, path under data_dir).
+EVAL_SET_FILES = {
+    "korsts-dev": (read_korsts, "korsts/sts-dev.tsv"),
+    "korsts-test": (read_korsts, "korsts/sts-test.tsv"),
+    "klue-sts-dev": (read_klue_sts_json, "klue-sts/klue-sts-v1.1_dev.json"),
+    "klue-sts-dev-csv": (read_klue_sts_csv, "klue-sts/klue_sts_val.csv"),
+}
+DEFAULT_EVAL_SETS = ("korsts-dev", "korsts-test", "klue-sts-dev")
+
+# Kinds whose records are paragraphs or documents and get split into sentences. STS sentences are
+# sentences already, and NSMC reviews (<= 140 chars, informal, often without punctuation) would be
+# cut by the splitter into fragments that are worse training text than the whole review.
+SPLIT_KINDS = frozenset({"kowiki", "petitions", "text", "hf"})
+
+DROP_REASONS = ("empty", "too_short", "too_long", "duplicate", "leaked")
+DEFAULT_MIN_CHARS = 8
+DEFAULT_MAX_CHARS = 256
+
+
+def load_eval_sentences(data_dir: str | Path | None = None, eval_sets: Sequence[str] = DEFAULT_EVAL_SETS) -> set[str]:
+    """Every sentence (both sides, normalised) of the named evaluation sets, read from ``data_dir``."""
+    from kosimcse.paths import data_dir as resolve_data_dir
+
+    unknown = [name for name in eval_sets if name not in EVAL_SET_FILES]
+    if unknown:
+        raise KoSimCSEError(f"unknown eval set(s) {', '.join(unknown)}; known: {', '.join(EVAL_SET_FILES)}")
+    root = resolve_data_dir(data_dir)
+    sentences: set[str] = set()
+    for name in eval_sets:
+        reader, rel = EVAL_SET_FILES[name]
+        for pair in reader(root / rel):
+            sentences.add(normalize(pair.sentence1))
+            sentences.add(normalize(pair.sentence2))
+    sentences.discard("")
+    return sentences
+
+
+def default_sources(data_dir: str | Path | None = None, seed: bool = True, sts: bool = True,
+                    domain: Sequence[str] = ()) -> list[str]:
+    """The seed corpus specs (kowiki, plus KLUE-STS and KorSTS train sentences unless ``sts=False``) and domain specs."""
+    from kosimcse.paths import data_dir as resolve_data_dir
+
+    specs: list[str] = []
+    if seed or sts:
+        root = resolve_data_dir(data_dir)
+        if seed:
+            specs.append(f"kowiki:{root / 'corpus' / 'kowiki'}")
+        if sts:
+            specs.append(f"klue-sts:{root / 'klue-sts' / 'klue_sts_train.csv'}")
+            specs.append(f"korsts:{root / 'korsts' / 'sts-train.tsv'}")
+    specs.extend(domain)
+    if not specs:
+        raise KoSimCSEError("no sources: give --source/--domain, or drop --no-seed/--no-sts")
+    return specs
+
+
+def _source_labels(specs: Sequence[str], data_dir) -> list[tuple[str, str, str]]:
+    """``(label, kind, path)`` per spec; labels are the kind, made unique with the file or folder name."""
+    parsed = [parse_source_spec(s, data_dir) for s in specs]
+    kinds = [k for k, _ in parsed]
+    out, used = [], set()
+    for kind, target in parsed:
+        label = kind if kinds.count(kind) == 1 else f"{kind}:{Path(target).name}"
+        base, n = label, 2
+        while label in used:
+            label, n = f"{base}#{n}", n + 1
+        used.add(label)
+        out.append((label, kind, target))
+    return out
+
+
+def _new_stats(spec: str, kind: str, split: bool) -> dict:
+    return {"spec": spec, "kind": kind, "split": split, "records": 0, "skipped_bad_rows": 0,
+            "paragraphs_split": 0, "sentences": 0, "dropped": dict.fromkeys(DROP_REASONS, 0), "kept": 0}
+
+
+def check_stats(stats: dict) -> None:
+    """Assert the bookkeeping identity for every source and the totals: sentences = kept + dropped."""
+    for label, s in list(stats["sources"].items()) + [("totals", stats["totals"])]:
+        dropped = sum(s["dropped"].values())
+        if s["sentences"] != s["kept"] + dropped:
+            raise AssertionError(f"{label}: sentences {s['sentences']} != kept {s['kept']} + dropped {dropped}")
+    for key in ("records", "skipped_bad_rows", "sentences", "kept"):
+        if stats["totals"][key] != sum(s[key] for s in stats["sources"].values()):
+            raise AssertionError(f"totals[{key}] is not the sum over sources")
+
+
+def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
+                   eval_sets: Sequence[str] = DEFAULT_EVAL_SETS,
+                   min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = DEFAULT_MAX_CHARS,
+                   split: bool = True, workers: int = 2, data_dir: str | Path | None = None,
+                   eval_sentences: Iterable[str] | None = None, errors: ErrorPolicy = "raise",
+                   progress: bool = True) -> dict:
+    """Read ``sources`` (specs as in ``read_source``; None = ``default_sources(data_dir)``) into
+    ``out_dir/sentences.txt`` (one sentence per line) and ``out_dir/stats.json``; return the stats.
+
+    Per record: normalise; split into sentences (paragraph kinds only, see ``SPLIT_KINDS``, and only
+    if ``split``); then per sentence, in order: empty, too_short (< ``min_chars``), too_long
+    (> ``max_chars``), duplicate (exact, across all sources, first one kept), leaked (equal to a sentence
+    of ``eval_sentences``, or of ``eval_sets`` loaded from ``data_dir`` when not given). A record that is
+    empty after normalisation counts as one empty sentence, so ``sentences == kept + sum(dropped)``.
+    Bad rows a reader skipped (``errors="skip"``) are counted as ``skipped_bad_rows``, outside that sum.
+    """
+    from tqdm import tqdm
+
+    if min_chars < 0 or max_chars < max(1, min_chars):
+        raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
+    start = time.perf_counter()
+    if sources is None:
+        sources = default_sources(data_dir)
+    if eval_sentences is None:
+        eval_set_list = list(eval_sets)
+        guard = load_eval_sentences(data_dir, eval_set_list) if eval_set_list else set()
+    else:
+        eval_set_list = ["(given)"]
+        guard = {normalize(s) for s in eval_sentences} - {""}
+    if data_dir is None:  # relative specs such as "domain/nsmc/raw" may name paths under the default data dir
+        from kosimcse.paths import data_dir as resolve_data_dir
+
+        data_dir = resolve_data_dir(None, must_exist=False)
+    labelled = _source_labels(sources, data_dir)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / "sentences.txt"
+    tmp = out_dir / "sentences.txt.partial"
+    seen: set[bytes] = set()  # 16-byte digests: a million sentences cost ~100 MB less than the strings
+    per_source: dict[str, dict] = {}
+    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+        for label, kind, target in labelled:
+            do_split = split and kind in SPLIT_KINDS
+            st = per_source[label] = _new_stats(f"{kind}:{target}", kind, do_split)
+            report = ReadReport()
+            records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
+            bar = tqdm(desc=f"prepare {label}", unit=" rec", disable=not progress, mininterval=2.0)
+            for pieces in _sentences(records, st, do_split, workers, bar):
+                if not pieces:
+                    st["sentences"] += 1
+                    st["dropped"]["empty"] += 1
+                    continue
+                for sentence in pieces:
+                    st["sentences"] += 1
+                    reason = _filter(sentence, min_chars, max_chars, seen, guard)
+                    if reason:
+                        st["dropped"][reason] += 1
+                    else:
+                        st["kept"] += 1
+                        out.write(sentence + "\n")
+            bar.close()
+            st["skipped_bad_rows"] = report.skipped
+            if report.examples:
+                st["skip_examples"] = report.examples[:5]
+    os.replace(tmp, final)
+
+    totals = _new_stats("", "", split)
+    for key in ("spec", "kind", "split"):
+        totals.pop(key)
+    for st in per_source.values():
+        for key in ("records", "skipped_bad_rows", "paragraphs_split", "sentences", "kept"):
+            totals[key] += st[key]
+        for reason in DROP_REASONS:
+            totals["dropped"][reason] += st["dropped"][reason]
+    stats = {
+        "sources": per_source,
+        "totals": totals,
+        "settings": {"min_chars": min_chars, "max_chars": max_chars, "split": split, "workers": workers,
+                     "errors": errors, "eval_sets": eval_set_list, "eval_sentences": len(guard)},
+        "output": str(final),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    check_stats(stats)
+    (out_dir / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return stats
+
+
+def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator[list[str]]:
+    """Normalised sentences per record (an empty list for a record with no text)."""
+
+    def normalized():
+        for rec in records:
+            st["records"] += 1
+            bar.update(1)
+            yield normalize(rec.text)
+
+    if not do_split:
+        for text in normalized():
+            yield [text] if text else []
+        return
+
+    def counted():
+        for text in normalized():
+            if text:
+                st["paragraphs_split"] += 1
+            yield text
+
+    for pieces in split_sentences(counted(), workers=workers):
+        yield [p for p in (normalize(s) for s in pieces) if p]
+
+
+def _filter(sentence: str, min_chars: int, max_chars: int, seen: set[bytes], guard: set[str]) -> str | None:
+    if len(sentence) < min_chars:
+        return "too_short"
+    if len(sentence) > max_chars:
+        return "too_long"
+    digest = hashlib.blake2b(sentence.encode("utf-8"), digest_size=16).digest()
+    if digest in seen:
+        return "duplicate"
+    seen.add(digest)
+    if sentence in guard:
+        return "leaked"
+    return None
+
+
+def format_stats_table(stats: dict) -> str:
+    """A plain-text table of the per-source stats and totals (also used as markdown by the benchmark)."""
+    cols = ["records", "skipped_bad_rows", "sentences", *DROP_REASONS, "kept"]
+    header = ["source", *cols]
+    rows = [[label, *(_get(s, c) for c in cols)] for label, s in stats["sources"].items()]
+    rows.append(["total", *(_get(stats["totals"], c) for c in cols)])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
+    lines += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _get(s: dict, col: str) -> int:
+    return s["dropped"][col] if col in DROP_REASONS else s[col]
