@@ -1,0 +1,233 @@
+"""The SimCSE model in one file: a Hugging Face encoder, a pooler, and the MLP head SimCSE uses in training.
+
+Input layout (as in princeton-nlp/SimCSE): ``input_ids`` of shape ``[batch, views, length]``.
+Unsupervised SimCSE feeds every sentence twice (``views=2``: dropout makes the two views differ);
+supervised SimCSE feeds (anchor, entailment, contradiction) (``views=3``). All views go through the
+encoder in one pass, then the contrastive loss from ``losses.py`` compares view 0 with the others.
+
+``save_pretrained`` writes a folder that ``transformers.AutoModel`` and ``sentence_transformers.SentenceTransformer``
+both load directly; the MLP head goes into it only when it is part of inference (``mlp_only_train=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kosimcse.modeling.losses import InfoNCELoss
+from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
+
+CONFIG_NAME = "kosimcse_config.json"
+HEAD_DIR = "2_Dense"
+
+
+@dataclass
+class SimCSEConfig:
+    """What besides the encoder defines a SimCSE model; saved as ``kosimcse_config.json``."""
+
+    pooler: str = "cls"
+    # SimCSE's MLP head sits on the [CLS] pooler. ``mlp_only_train`` (recommended for unsupervised
+    # runs) trains with it but embeds without it.
+    mlp_only_train: bool = False
+    temperature: float = 0.05
+    hard_negative_weight: float = 0.0
+    mlm_weight: float = 0.0
+    prefix: str = ""
+    max_length: int = 64
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def uses_head(self) -> bool:
+        return canonical_pooler(self.pooler) == "cls"
+
+    @property
+    def head_at_inference(self) -> bool:
+        return self.uses_head and not self.mlp_only_train
+
+
+class MLPHead(nn.Module):
+    """Dense + tanh over the pooled vector (BERT's pooler shape), as in SimCSE."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(x))
+
+
+class SimCSEModel(nn.Module):
+    """Encoder + pooler (+ MLP head) with the contrastive loss in ``forward``."""
+
+    def __init__(self, encoder: nn.Module, config: SimCSEConfig, mlm_head: nn.Module | None = None):
+        super().__init__()
+        canonical_pooler(config.pooler)  # fail early on a typo
+        self.encoder = encoder
+        self.config = config
+        hidden = encoder.config.hidden_size
+        self.head = MLPHead(hidden) if config.uses_head else None
+        self.mlm_head = mlm_head
+        self.loss_fn = InfoNCELoss(config.temperature, config.hard_negative_weight)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_encoder(cls, name_or_path: str | os.PathLike, config: SimCSEConfig | None = None,
+                     trust_remote_code: bool = False, **model_kwargs) -> "SimCSEModel":
+        """Wrap a pretrained Hugging Face encoder (``AutoModel``), adding a fresh MLP head if the pooler needs one."""
+        from transformers import AutoModel, AutoModelForMaskedLM
+
+        config = config or SimCSEConfig()
+        mlm_head = None
+        if config.mlm_weight > 0:
+            # The MLM auxiliary loss needs the LM head; keep the full MLM model's parts and
+            # use its base model as the encoder so both losses train the same weights.
+            mlm_model = AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
+            encoder = getattr(mlm_model, mlm_model.base_model_prefix)
+            mlm_head = _lm_head_of(mlm_model)
+        else:
+            encoder = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
+        return cls(encoder, config, mlm_head)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, trust_remote_code: bool = False) -> "SimCSEModel":
+        """Load a folder written by ``save_pretrained`` (the inverse of it)."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        path = Path(path)
+        raw = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")) if (path / CONFIG_NAME).exists() else {}
+        known = {k: v for k, v in raw.items() if k in SimCSEConfig.__dataclass_fields__}
+        config = SimCSEConfig(**known)
+        encoder = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = cls(encoder, config)
+        head_file = path / HEAD_DIR / "model.safetensors"
+        if model.head is not None and head_file.exists():
+            state = load_file(str(head_file))
+            model.head.dense.weight.data.copy_(state["linear.weight"])
+            model.head.dense.bias.data.copy_(state["linear.bias"])
+        return model
+
+    # ---- embedding ----------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              with_head: bool | None = None) -> torch.Tensor:
+        """Sentence vectors for a flat batch ``[batch, length]``.
+
+        ``with_head`` defaults to the training rule: the MLP is used in training, and at inference only
+        when ``mlp_only_train`` is off.
+        """
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.encoder(**kwargs, output_hidden_states=needs_hidden_states(self.config.pooler), return_dict=True)
+        vectors = pool(self.config.pooler, attention_mask, out.last_hidden_state, out.hidden_states)
+        if with_head is None:
+            with_head = self.training or self.config.head_at_inference
+        if self.head is not None and with_head:
+            vectors = self.head(vectors)
+        return vectors
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                mlm_input_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
+                embed_only: bool = False):
+        """Contrastive loss over ``[batch, views, length]`` inputs; returns ``{"loss", "embeddings"}``.
+
+        ``embed_only`` returns just the vectors of a flat ``[rows, length]`` batch (GradCache uses it so
+        that its re-embedding passes still go through DDP's forward).
+        """
+        if embed_only:
+            return self.embed(input_ids, attention_mask, token_type_ids)
+        batch, views, length = input_ids.shape
+        flat = lambda t: None if t is None else t.reshape(batch * views, length)  # noqa: E731
+        vectors = self.embed(flat(input_ids), flat(attention_mask), flat(token_type_ids)).view(batch, views, -1)
+        loss = self.loss_fn(*(vectors[:, v] for v in range(views)))
+        if self.mlm_head is not None and mlm_input_ids is not None and self.config.mlm_weight > 0:
+            loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, flat(attention_mask)[: batch], mlm_labels)
+        return {"loss": loss, "embeddings": vectors}
+
+    def mlm_loss(self, mlm_input_ids: torch.Tensor, attention_mask: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=mlm_input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        logits = self.mlm_head(states)
+        return nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), mlm_labels.view(-1), ignore_index=-100)
+
+    # ---- saving ---------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike, tokenizer=None, model_card: str | None = None) -> Path:
+        """Write an HF encoder folder that is also a sentence-transformers model.
+
+        Layout: the encoder's ``config.json``/``model.safetensors`` and tokenizer at the root (so
+        ``AutoModel`` works), ``modules.json`` + ``1_Pooling`` (+ ``2_Dense`` for the inference head,
+        or a layer-averaging module for ``avg_first_last``/``avg_top2``) for ``SentenceTransformer``.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        pooler = canonical_pooler(self.config.pooler)
+        encoder = self.encoder
+        if needs_hidden_states(pooler):
+            # sentence-transformers' WeightedLayerPooling reads all layers only if the encoder returns them.
+            encoder.config.output_hidden_states = True
+        encoder.save_pretrained(path, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+        (path / CONFIG_NAME).write_text(json.dumps(asdict(self.config), ensure_ascii=False, indent=2), encoding="utf-8")
+        _write_sentence_transformers_modules(path, self, tokenizer)
+        if model_card is not None:
+            (path / "README.md").write_text(model_card, encoding="utf-8")
+        return path
+
+
+def _lm_head_of(mlm_model: nn.Module) -> nn.Module:
+    for name in ("lm_head", "cls", "predictions"):
+        if hasattr(mlm_model, name):
+            return getattr(mlm_model, name)
+    raise ValueError(f"cannot find the MLM head of {type(mlm_model).__name__}")
+
+
+def _write_sentence_transformers_modules(path: Path, model: SimCSEModel, tokenizer) -> None:
+    """Write modules.json and each module's config with sentence-transformers' own module classes.
+
+    Using ST's classes (rather than hand-written JSON) keeps the folder loadable by the ST version installed.
+    """
+    from sentence_transformers import models
+
+    config = model.config
+    pooler = canonical_pooler(config.pooler)
+    hidden = model.encoder.config.hidden_size
+    num_layers = model.encoder.config.num_hidden_layers
+    modules: list[tuple[str, str]] = [("0", "")]
+    objects = []
+    if pooler in ("avg_first_last", "avg_top2"):
+        # hidden_states[0] is the embedding output: (first transformer layer + last) / 2, or the top two.
+        if pooler == "avg_first_last":
+            weights = [1.0] + [0.0] * (num_layers - 2) + [1.0]
+            layer_start = 1
+        else:
+            weights = [1.0, 1.0]
+            layer_start = num_layers - 1
+        objects.append(("1_WeightedLayerPooling", models.WeightedLayerPooling(
+            hidden, num_hidden_layers=num_layers, layer_start=layer_start, layer_weights=nn.Parameter(torch.tensor(weights)))))
+    mode = "cls" if pooler in ("cls", "cls_before_pooler") else "mean"
+    objects.append(("1_Pooling", models.Pooling(hidden, pooling_mode=mode)))
+    if config.head_at_inference and model.head is not None:
+        objects.append((HEAD_DIR, models.Dense(
+            hidden, hidden, activation_function=nn.Tanh(),
+            init_weight=model.head.dense.weight.detach().cpu().float().clone(),
+            init_bias=model.head.dense.bias.detach().cpu().float().clone())))
+    entries = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    for idx, (subdir, module) in enumerate(objects, start=1):
+        # Number the folders in load order so the layout reads top to bottom.
+        folder = f"{idx}_{subdir.split('_', 1)[1]}"
+        (path / folder).mkdir(exist_ok=True)
+        module.save(str(path / folder))
+        entries.append({"idx": idx, "name": str(idx), "path": folder,
+                        "type": f"sentence_transformers.models.{type(module).__name__}"})
+    (path / "modules.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    (path / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": config.max_length, "do_lower_case": False}, indent=2), encoding="utf-8")
+    st_config = {"prompts": {"query": config.prefix, "document": config.prefix} if config.prefix else {},
+                 "default_prompt_name": "query" if config.prefix else None, "similarity_fn_name": "cosine"}
+    (path / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2), encoding="utf-8")

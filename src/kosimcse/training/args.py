@@ -1,0 +1,130 @@
+"""Training arguments as dataclasses, loadable from a YAML/JSON recipe with ``--key value`` overrides.
+
+Three groups, as in transformers' examples: what model (``ModelArguments``), what data
+(``DataArguments``), and how to train (``SimCSETrainingArguments``, a ``TrainingArguments`` subclass,
+so every Trainer option — bf16, save_steps, report_to, resume … — works in a recipe as is).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from kosimcse.errors import KoSimCSEError
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, local folder, or 'e5-small-airgap'."})
+    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2."})
+    mlp_only_train: bool = field(default=False, metadata={"help": "Train with the MLP head, embed without it (unsup SimCSE)."})
+    temperature: float = 0.05
+    hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
+    mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
+    prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
+    max_length: int = 32
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub. Off unless asked."})
+    allow_pickle: bool = field(default=False, metadata={"help": "Allow loading pickle .bin weights (unsafe)."})
+
+
+@dataclass
+class DataArguments:
+    objective: str = field(default="unsup", metadata={"help": "unsup (sentences) or sup (NLI triplets)."})
+    train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
+    nli_file: str | None = field(default=None, metadata={"help": "sup: KLUE-NLI train (DACON CP949 CSV) or KLUE-NLI JSON."})
+    prepare_sources: list[str] = field(default_factory=list, metadata={"help": "If train_file is absent: sources for `prepare`."})
+    prepare_seed: bool = field(default=True, metadata={"help": "With prepare_sources: include the seed corpus."})
+    prepare_sts: bool = field(default=True, metadata={"help": "With the seed: include KLUE-STS/KorSTS train sentences."})
+    max_train_sentences: int | None = field(default=None, metadata={"help": "Use only the first N (shuffled) examples."})
+    data_dir: str | None = field(default=None, metadata={"help": "Root of the local data (default ../shared/data)."})
+    eval_task: str = field(default="korsts-dev", metadata={"help": "Model selection task."})
+    report_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts-test", "klue-sts-dev"])
+
+
+@dataclass
+class SimCSETrainingArguments(TrainingArguments):
+    output_dir: str = "runs/simcse"
+    grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size; 0 turns GradCache off."})
+    max_bad_batches: int = field(default=0, metadata={"help": "Skip up to N batches with a non-finite loss before stopping."})
+    eval_batch_size: int = 128
+    # Contrastive defaults that differ from the Trainer's.
+    learning_rate: float = 5e-5
+    per_device_train_batch_size: int = 64
+    num_train_epochs: float = 1.0
+    logging_steps: int = 10
+    eval_strategy: str = "steps"
+    eval_steps: int = 125
+    save_strategy: str = "steps"
+    save_steps: int = 125
+    save_total_limit: int | None = 2
+    # all_gather needs equal batch sizes on every rank, and a ragged last batch would shrink the negative pool.
+    dataloader_drop_last: bool = True
+    metric_for_best_model: str | None = "eval_cosine_spearman"
+    greater_is_better: bool | None = True
+    load_best_model_at_end: bool = True
+    remove_unused_columns: bool = False
+    report_to: str | list[str] = field(default_factory=lambda: ["tensorboard"])
+    save_safetensors: bool = True
+
+
+ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)
+
+
+def _coerce(value: str):
+    """Turn a CLI override string into the YAML value it spells (numbers, booleans, lists)."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def parse_overrides(tokens: list[str]) -> dict:
+    """``["--lr", "1e-5", "--bf16", "--report_tasks", "a", "b"]`` -> dict; a bare flag means True."""
+    out: dict = {}
+    key = None
+    for tok in tokens:
+        if tok.startswith("--"):
+            key = tok[2:].replace("-", "_")
+            if "=" in key:
+                key, val = key.split("=", 1)
+                out[key] = _coerce(val)
+                key = None
+            else:
+                out[key] = True
+        elif key is None:
+            raise KoSimCSEError(f"override {tok!r} has no --key before it")
+        elif out[key] is True:
+            out[key] = _coerce(tok)
+        else:
+            prev = out[key]
+            out[key] = (prev if isinstance(prev, list) else [prev]) + [_coerce(tok)]
+    return out
+
+
+def load_recipe(path: str | Path | None, overrides: dict | None = None):
+    """Load a YAML/JSON recipe and apply overrides -> (ModelArguments, DataArguments, SimCSETrainingArguments)."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise KoSimCSEError(f"recipe not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            values = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) or {}
+        except (ValueError, yaml.YAMLError) as e:
+            raise KoSimCSEError(f"{path}: cannot parse recipe: {e}") from None
+        if not isinstance(values, dict):
+            raise KoSimCSEError(f"{path}: a recipe must be a mapping of option: value")
+    values.update(overrides or {})
+    values.pop("description", None)  # recipes may carry a prose description
+    known = {f for cls in ARG_CLASSES for f in cls.__dataclass_fields__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise KoSimCSEError(f"unknown option(s): {', '.join(unknown)} (see `kosimcse train --help`)")
+    parser = HfArgumentParser(ARG_CLASSES)
+    return parser.parse_dict(values, allow_extra_keys=False)

@@ -1,0 +1,151 @@
+"""One training run from arguments to exported model: data, model, Trainer, best-model export with a model card."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
+from kosimcse.training.data import ContrastiveCollator, sentence_dataset, triplet_dataset
+from kosimcse.training.trainer import SimCSETrainer, encode_sentences
+
+BEST_DIR = "best"
+
+
+def build_model(margs: ModelArguments):
+    """Resolve the model id (Hub, local folder or air-gapped alias) and wrap it for SimCSE."""
+    from transformers import AutoTokenizer
+
+    from kosimcse.modeling.loading import resolve_model
+
+    path = resolve_model(margs.model_name_or_path, allow_pickle=margs.allow_pickle,
+                         trust_remote_code=margs.trust_remote_code)
+    config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, temperature=margs.temperature,
+                          hard_negative_weight=margs.hard_negative_weight, mlm_weight=margs.mlm_weight,
+                          prefix=margs.prefix, max_length=margs.max_length)
+    model = SimCSEModel.from_encoder(path, config, trust_remote_code=margs.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
+    if margs.freeze_embeddings:
+        # For big-vocabulary encoders (e5: 96M of 118M weights are the token matrix) AdamW on the
+        # embedding matrix dominates a CPU step; freezing it is much faster and keeps the vocabulary
+        # space of the pretrained model.
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return model, tokenizer, path
+
+
+def build_train_dataset(dargs: DataArguments, targs: SimCSETrainingArguments):
+    if dargs.objective == "unsup":
+        train_file = dargs.train_file
+        if train_file is None:
+            train_file = _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus")
+        return sentence_dataset(train_file, limit=dargs.max_train_sentences, seed=targs.seed)
+    if dargs.objective == "sup":
+        return triplet_dataset(_read_triplets(dargs), limit=dargs.max_train_sentences, seed=targs.seed)
+    raise KoSimCSEError(f"objective must be 'unsup' or 'sup', not {dargs.objective!r}")
+
+
+def _read_triplets(dargs: DataArguments):
+    from kosimcse.data import readers
+    from kosimcse.data.nli import build_triplets
+    from kosimcse.paths import data_dir
+
+    path = Path(dargs.nli_file) if dargs.nli_file else data_dir(dargs.data_dir) / "nli" / "klue-nli-train-dacon" / "benchmark_train_data.csv"
+    if path.suffix == ".csv":
+        pairs = readers.read_klue_nli_dacon_csv(path, split="train")  # the dev rows never enter training
+    elif path.suffix == ".json":
+        pairs = readers.read_klue_nli_json(path)
+    else:
+        pairs = readers.read_xnli_tsv(path)
+    return build_triplets(list(pairs))
+
+
+def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
+    from kosimcse.data.corpus import prepare_corpus
+
+    target = out_dir / "sentences.txt"
+    if not target.exists():
+        prepare_corpus(sources=list(dargs.prepare_sources), out_dir=out_dir, data_dir=dargs.data_dir,
+                       include_seed=dargs.prepare_seed, include_sts=dargs.prepare_sts)
+    return target
+
+
+def build_evaluator(dargs: DataArguments, task: str | None = None):
+    from kosimcse.data.tasks import load_sts_task
+    from kosimcse.evaluation.sts import StsEvaluator
+
+    name = task or dargs.eval_task
+    return StsEvaluator(load_sts_task(name), name=name)
+
+
+def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, bf16: bool = False) -> dict[str, dict]:
+    """All 8 metrics on each task, for the model card and run summary."""
+    results = {}
+    autocast = (lambda: torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)) if bf16 else None
+    for task in tasks:
+        evaluator = build_evaluator(dargs, task)
+        results[task] = evaluator(lambda texts: encode_sentences(
+            model, tokenizer, texts, max_length=max(model.config.max_length, 64), prefix=model.config.prefix,
+            autocast=autocast))
+    return results
+
+
+def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: dict[str, dict]) -> str:
+    from kosimcse.evaluation.sts import markdown_table
+
+    lines = [f"# {name}", "",
+             f"SimCSE ({dargs.objective}) sentence embeddings trained with KoSimCSE from `{margs.model_name_or_path}`.",
+             f"Pooling `{margs.pooler}`, MLP only in training: {margs.mlp_only_train}, temperature {margs.temperature}, "
+             f"prefix {margs.prefix!r}.", "",
+             "Loads with `transformers.AutoModel`, `sentence_transformers.SentenceTransformer` and `kosimcse.KoSimCSE`.", ""]
+    for task, metrics in results.items():
+        lines += [f"## {task}", "", markdown_table({name: metrics}), ""]
+    return "\n".join(lines)
+
+
+def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments,
+          resume_from_checkpoint: str | bool | None = None) -> dict:
+    """Train, keep the best checkpoint by dev cosine Spearman, export it to ``OUTPUT/best``; return a summary."""
+    from transformers import set_seed
+
+    set_seed(targs.seed)
+    model, tokenizer, resolved = build_model(margs)
+    train_dataset = build_train_dataset(dargs, targs)
+    evaluator = build_evaluator(dargs)
+    collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
+                                   mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0)
+    import datasets
+
+    # The Trainer insists on an eval dataset when evaluating by steps; ours is the dev pairs themselves.
+    eval_stub = datasets.Dataset.from_dict({"sentence1": [p.sentence1 for p in evaluator.pairs[:1]]})
+    trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, eval_dataset=eval_stub,
+                            data_collator=collator, sts_evaluator=evaluator, tokenizer=tokenizer)
+    if resume_from_checkpoint is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        resume_from_checkpoint = get_last_checkpoint(targs.output_dir) if Path(targs.output_dir).is_dir() else None
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
+    wall = time.time() - start
+    summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
+               "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
+               "resolved_model": str(resolved), "best_checkpoint": trainer.state.best_model_checkpoint,
+               "best_metric": trainer.state.best_metric}
+    seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * max(targs.world_size, 1)
+    summary["sentences_per_s"] = seen / wall if wall > 0 else None
+    if trainer.is_world_process_zero():
+        best = trainer.accelerator.unwrap_model(trainer.model)
+        results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, bf16=targs.bf16)
+        summary["results"] = results
+        out = Path(targs.output_dir) / BEST_DIR
+        best.save_pretrained(out, tokenizer=tokenizer, model_card=model_card(out.name, margs, dargs, results))
+        summary["exported"] = str(out)
+        (Path(targs.output_dir) / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2),
+                                                            encoding="utf-8")
+    return summary
+
+

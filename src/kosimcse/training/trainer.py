@@ -1,0 +1,151 @@
+"""The SimCSE trainer: Hugging Face ``Trainer`` (Accelerate underneath) plus what contrastive training needs.
+
+The Trainer already gives DDP over torchrun/accelerate, bf16/fp16 autocast (bf16 on CPU too),
+checkpoints with optimizer/scheduler/RNG state and data position, TensorBoard, and best-checkpoint
+tracking. This subclass adds only:
+
+- evaluation = STS on KorSTS dev (no eval loss exists for SimCSE), driving best-model selection;
+- GradCache when ``grad_cache_chunk_size`` is set;
+- a guard against non-finite losses (skip a bounded number of batches, then stop with a clear message);
+- a JSONL metrics log beside TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from kosimcse.errors import KoSimCSEError
+from kosimcse.training.gradcache import grad_cache_backward
+
+
+class NonFiniteLossError(KoSimCSEError):
+    """The loss became NaN or inf more often than ``max_bad_batches`` allows."""
+
+
+class JsonlLogger(TrainerCallback):
+    """Append every log record (loss, lr, dev metrics) to ``metrics.jsonl`` for the report and for scripts."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
+                     prefix: str = "", device=None, autocast=None) -> np.ndarray:
+    """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal."""
+    import contextlib
+
+    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+    device = device or next(model.parameters()).device
+    out = [None] * len(sentences)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
+        for s in range(0, len(order), batch_size):
+            idx = order[s: s + batch_size]
+            enc = tokenizer([prefix + sentences[i] for i in idx], padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt").to(device)
+            vecs = model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).float().cpu().numpy()
+            for i, v in zip(idx, vecs):
+                out[i] = v
+    model.train(was_training)
+    return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+class SimCSETrainer(Trainer):
+    def __init__(self, *args, sts_evaluator=None, tokenizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sts_evaluator = sts_evaluator
+        self.tokenizer_for_eval = tokenizer
+        self.bad_batches = 0
+        self.add_callback(JsonlLogger(Path(self.args.output_dir) / "metrics.jsonl"))
+
+    # ---- loss ------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs["loss"]
+        loss = self._guard_finite(loss, lambda: sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad))
+        return (loss, outputs) if return_outputs else loss
+
+    def _guard_finite(self, loss: torch.Tensor, zero) -> torch.Tensor:
+        """Return ``loss`` if finite; else count a bad batch and return ``zero()``, or stop past the limit."""
+        if torch.isfinite(loss.detach()).all():
+            return loss
+        self.bad_batches += 1
+        step = self.state.global_step + 1
+        if self.bad_batches > self.args.max_bad_batches:
+            last = self._last_checkpoint()
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at step {step}; stopping (max_bad_batches={self.args.max_bad_batches}). "
+                f"Last good checkpoint: {last or 'none saved yet'}. Resume from it with a lower learning rate, "
+                "or raise --max_bad_batches to skip such batches.")
+        self.log({"skipped_nonfinite_batch": float(step)})
+        # A zero that still reaches every parameter (or cached embedding), so backward and DDP's
+        # gradient reduction stay in step while the batch contributes nothing.
+        return zero()
+
+    def _last_checkpoint(self) -> str | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(self.args.output_dir)
+        return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        chunk = self.args.grad_cache_chunk_size
+        if not chunk:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        core = self.accelerator.unwrap_model(model)
+        batch, views, length = inputs["input_ids"].shape
+        flat = {k: inputs[k].reshape(batch * views, -1) for k in ("input_ids", "attention_mask", "token_type_ids") if k in inputs}
+
+        def embed(chunk_inputs):
+            # Through the (DDP-wrapped) module's forward so DDP prepares its gradient reduction.
+            return model(**chunk_inputs, embed_only=True)
+
+        def loss_on(reps):
+            reps = reps.view(batch, views, -1)
+            loss = core.loss_fn(*(reps[:, v] for v in range(views)))
+            return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
+
+        no_sync = getattr(model, "no_sync", None) or _nullcontext
+        return grad_cache_backward(embed, loss_on, flat, chunk, backward=self.accelerator.backward,
+                                   no_sync=no_sync, autocast=self.accelerator.autocast)
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        if self.sts_evaluator is None:
+            return {}
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config
+        with_autocast = self.accelerator.autocast if (self.args.bf16 or self.args.fp16) else None
+        scores = self.sts_evaluator(lambda texts: encode_sentences(
+            model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
+            max_length=max(config.max_length, 64), prefix=config.prefix, autocast=with_autocast))
+        metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def has_finite_weights(model: torch.nn.Module) -> bool:
+    return all(math.isfinite(float(p.detach().float().abs().sum())) for p in model.parameters())
