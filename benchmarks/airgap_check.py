@@ -180,8 +180,9 @@ def main() -> None:
         f"| overall (tensors identical, ids identical, cosine >= 0.9999) | {'PASS' if passed else 'FAIL'} |",
     ])
     print(markdown)
+    command = " ".join(["python -m benchmarks.airgap_check", *sys.argv[1:]])
     path = save_result("airgap", "Air-gapped e5 import vs the reference converter", markdown,
-                       time.perf_counter() - started, data=data, order=80)
+                       time.perf_counter() - started, data=data, command=command, order=80)
     print(f"saved {path}")
     if not passed:
         sys.exit(1)
