@@ -159,6 +159,8 @@ def _load_json(path: Path):
         raise DataError(f"invalid UTF-8 bytes at byte {e.start}", path, line) from None
     except ValueError as e:  # json.JSONDecodeError
         raise DataError(f"invalid JSON: {getattr(e, 'msg', e)}", path, getattr(e, "lineno", None)) from None
+    except RecursionError:
+        raise DataError("invalid JSON: nested too deeply", path) from None
 
 
 def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None) -> Iterator[StsPair]:
@@ -314,6 +316,8 @@ def read_klue_nli_dacon_csv(path: str | Path, split: Literal["train", "dev", "al
         raise ValueError(f"split must be 'train', 'dev' or 'all', not {split!r}")
     path = Path(path)
     policy = _Policy(errors, report)
+    if encoding.replace("-", "").lower() == "cp949":
+        _refuse_utf8(path)
     for lineno, row in read_csv_records(path, ("index", "premise", "hypothesis", "label"), encoding=encoding,
                                         policy=policy):
         try:
@@ -331,6 +335,27 @@ def read_klue_nli_dacon_csv(path: str | Path, split: Literal["train", "dev", "al
         if split == "all" or (split == "train") == is_train:
             policy.ok()
             yield pair
+
+
+def _refuse_utf8(path: Path, probe: int = 1 << 16) -> None:
+    """Fail early on a UTF-8 file where CP949 is expected: read as CP949 it would decode into silent mojibake."""
+    import codecs
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(probe)
+    except OSError as e:
+        raise DataError(f"cannot open: {e.strerror}", path) from None
+    if head.isascii():
+        return
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return  # not UTF-8: CP949 decoding will tell whether it is valid CP949
+    first_non_ascii = next(i for i, b in enumerate(head) if b >= 0x80)
+    line = head[:first_non_ascii].count(b"\n") + 1
+    raise DataError("file is UTF-8, not CP949 (the DACON KLUE-NLI file is CP949); pass encoding='utf-8'",
+                    path, line)
 
 
 def _read_tsv_no_quotes(path: Path, required: tuple[str, ...], policy: _Policy) -> Iterator[tuple[int, dict[str, str]]]:
@@ -409,7 +434,8 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
 
     global _FORMULA_RE
     if _FORMULA_RE is None:
-        _FORMULA_RE = re.compile(r"\s*\bformula_\d+\b")
+        # no word boundaries: placeholders touch Korean particles ("formula_5인"), units ("sformula_1") and each other
+        _FORMULA_RE = re.compile(r"formula_\d+")
     policy = _Policy(errors, report)
     for file in _files_under(Path(path_or_dir)):
         _require_nonempty(file)
@@ -428,7 +454,7 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
                 expect_title = False
                 continue
             policy.ok()
-            yield Text(_FORMULA_RE.sub("", stripped).strip(), "kowiki", lineno)
+            yield Text(" ".join(_FORMULA_RE.sub("", stripped).split()), "kowiki", lineno)
 
 
 def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
@@ -466,7 +492,7 @@ def _json_lines(file: Path, policy: _Policy) -> Iterator[tuple[int, dict]]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             policy.bad(DataError(f"invalid JSON: {getattr(e, 'msg', e)}", file, lineno))
             continue
         if not isinstance(rec, dict):
