@@ -1,0 +1,122 @@
+"""`kosimcse encode`: embed a text file into .npy or .parquet chunk by chunk, so memory stays bounded."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import click
+
+_COMMON_OPTIONS = """\b
+Examples:
+  kosimcse encode runs/unsup/best corpus.txt -o corpus.npy
+  kosimcse encode e5-small-airgap reviews.jsonl --text-column review -o reviews.parquet --prefix "passage: "
+  kosimcse search runs/unsup/best --index corpus.npy --texts corpus.txt --query "영화가 재미있다" -k 5
+"""
+
+
+def count_texts(source, text_column: str, errors: str) -> int:
+    from kosimcse.data.readers import read_texts
+
+    return sum(1 for _ in read_texts(source, text_column=text_column, errors=errors))
+
+
+def iter_text_chunks(source, text_column: str, errors: str, chunk_size: int, report=None):
+    from kosimcse.data.readers import read_texts
+
+    records = (r.text for r in read_texts(source, text_column=text_column, errors=errors, report=report))
+    while chunk := list(itertools.islice(records, chunk_size)):
+        yield chunk
+
+
+@click.command("encode", epilog=_COMMON_OPTIONS)
+@click.argument("model_name", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file: .npy (float32 [n, dim], memory-mappable) or .parquet (text + embedding).")
+@click.option("--text-column", default="text", show_default=True, help="Column/key holding the text (jsonl/csv/parquet).")
+@click.option("--chunk-size", default=10000, show_default=True, type=click.IntRange(1),
+              help="Texts read, encoded and written per step; bounds memory.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--pooling", default=None, help="Default: saved with the model, else mean.")
+@click.option("--prefix", default=None, help="Default: saved with the model, else none.")
+@click.option("--max-length", default=None, type=click.IntRange(1), help="Default: saved with the model, else 128.")
+@click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
+@click.option("--bf16/--fp32", "bf16", default=None, help="Default: bf16 where the CPU/GPU supports it fast.")
+@click.option("--device", default=None)
+@click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
+              help="On a bad input row: stop with its file:line, or skip it and report the count.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder/Hub.")
+def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, pooling, prefix, max_length,
+            normalize, bf16, device, errors, allow_pickle, trust_remote_code):
+    """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
+
+    Row i of the output is the i-th non-empty text of INPUT, the order `kosimcse search --texts` uses.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from kosimcse.data.readers import ReadReport
+    from kosimcse.errors import KoSimCSEError
+    from kosimcse.inference.encoder import KoSimCSE
+
+    suffix = out_path.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise KoSimCSEError(f"--out must end in .npy or .parquet, not {out_path.name!r}")
+    total = count_texts(input_path, text_column, errors)
+    if total == 0:
+        raise KoSimCSEError(f"{input_path}: no texts to encode")
+    dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
+    encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
+                                       device=device, dtype=dtype, allow_pickle=allow_pickle,
+                                       trust_remote_code=trust_remote_code)
+    click.echo(f"encoding {total} texts with {encoder!r}", err=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename at the end, so an interrupted run never leaves a plausible-looking file.
+    tmp = out_path.with_name(out_path.name + ".partial" + suffix)
+    report = ReadReport()
+    written = 0
+    writer = None
+    memmap = None
+    try:
+        with tqdm(total=total, unit="text", desc="encode") as bar:
+            for chunk in iter_text_chunks(input_path, text_column, errors, chunk_size, report):
+                if written + len(chunk) > total:
+                    raise KoSimCSEError(f"{input_path} changed while being encoded (more than {total} texts)")
+                emb = encoder.encode(chunk, batch_size=batch_size, normalize=normalize, show_progress=False)
+                if suffix == ".npy":
+                    if memmap is None:
+                        memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, emb.shape[1]))
+                    memmap[written:written + len(chunk)] = emb
+                else:
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), emb.shape[1])
+                    table = pa.table({"id": pa.array(range(written, written + len(chunk)), pa.int64()),
+                                      "text": pa.array(chunk, pa.string()), "embedding": vectors})
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                written += len(chunk)
+                bar.update(len(chunk))
+        if written != total:
+            raise KoSimCSEError(f"{input_path} changed while being encoded ({written} texts, expected {total})")
+        if memmap is not None:
+            memmap.flush()
+            del memmap
+            memmap = None
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(tmp, out_path)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    if report.skipped:
+        click.echo(f"skipped {report.skipped} bad rows (first: {report.examples[0]})", err=True)
+    click.echo(f"wrote {written} x {encoder.dim} embeddings to {out_path}", err=True)

@@ -1,0 +1,99 @@
+"""`kosimcse search`: top-k cosine search of queries over an index written by `kosimcse encode`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def load_index(path: Path):
+    """Embeddings from ``.npy`` (memory-mapped, so large indexes are scanned, not loaded) or ``.parquet``."""
+    import numpy as np
+
+    from kosimcse.errors import DataError
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            emb = np.load(path, mmap_mode="r")
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+            emb = column.flatten().to_numpy().reshape(len(column), -1)
+        else:
+            raise DataError("index must be a .npy or .parquet file written by `kosimcse encode`", path)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"unreadable index: {e}", path) from None
+    if emb.ndim != 2:
+        raise DataError(f"index has shape {emb.shape}, expected [n, dim]", path)
+    return emb
+
+
+def load_index_texts(path: Path, index_path: Path, text_column: str, errors: str) -> list[str]:
+    from kosimcse.data.readers import read_texts
+
+    if path is not None:
+        return [r.text for r in read_texts(path, text_column=text_column, errors=errors)]
+    if index_path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(index_path, columns=["text"]).column("text").to_pylist()
+    return []
+
+
+@click.command(
+    "search",
+    epilog="""\b
+Examples:
+  kosimcse encode runs/unsup/best corpus.txt -o corpus.npy
+  kosimcse search runs/unsup/best --index corpus.npy --texts corpus.txt --query "영화가 재미있다" -k 5
+  kosimcse search runs/unsup/best --index corpus.parquet --query "날씨" --query "축구 경기" --json
+""",
+)
+@click.argument("model_name", metavar="MODEL")
+@click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Embeddings written by `kosimcse encode` (.npy or .parquet).")
+@click.option("--texts", "texts_path", default=None, type=click.Path(exists=True, path_type=Path),
+              help="The INPUT given to `encode`, to show texts (a .parquet index already has them).")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--query", "queries", multiple=True, required=True, help="Query text (repeatable).")
+@click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--pooling", default=None)
+@click.option("--prefix", default=None, help="Query prefix (e5: \"query: \"). Default: saved with the model.")
+@click.option("--max-length", default=None, type=click.IntRange(1))
+@click.option("--bf16/--fp32", "bf16", default=None)
+@click.option("--device", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
+@click.option("--trust-remote-code", is_flag=True)
+def command(model_name, index_path, texts_path, text_column, queries, k, pooling, prefix, max_length, bf16, device,
+            as_json, allow_pickle, trust_remote_code):
+    """Print the K most similar indexed texts (cosine) for each --query."""
+    from kosimcse.errors import KoSimCSEError
+    from kosimcse.inference.encoder import KoSimCSE
+
+    corpus = load_index(index_path)
+    texts = load_index_texts(texts_path, index_path, text_column, "raise")
+    if texts and len(texts) != corpus.shape[0]:
+        raise KoSimCSEError(f"{texts_path or index_path} has {len(texts)} texts but the index has {corpus.shape[0]} "
+                            "rows; pass the same INPUT (and --text-column) that `encode` used")
+    dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
+    encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
+                                       device=device, dtype=dtype, allow_pickle=allow_pickle,
+                                       trust_remote_code=trust_remote_code)
+    if corpus.shape[1] != encoder.dim:
+        raise KoSimCSEError(f"index dimension {corpus.shape[1]} does not match the model's {encoder.dim}")
+    hits = encoder.search(list(queries), corpus, k=k)
+    for query, row in zip(queries, hits):
+        if as_json:
+            click.echo(json.dumps({"query": query, "hits": [
+                {"rank": r, "index": i, "score": round(s, 6), "text": texts[i] if texts else None}
+                for r, (i, s) in enumerate(row, start=1)]}, ensure_ascii=False))
+            continue
+        click.echo(f"\nquery: {query}")
+        for rank, (i, score) in enumerate(row, start=1):
+            shown = texts[i] if texts else ""
+            click.echo(f"{rank:3d}. {score:.4f}  [{i}] {shown}")
