@@ -19,8 +19,9 @@ _SPACE_RE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 
 def normalize(text: str) -> str:
     """Unicode NFC, every run of whitespace (NBSP, zero-width, controls included) as one space, stripped."""
-    text = unicodedata.normalize("NFC", text)
+    # deletions first: removing a zero-width char between a syllable and a jamo must still compose them
     text = _ZERO_WIDTH_RE.sub("", text)
+    text = unicodedata.normalize("NFC", text)
     return _SPACE_RE.sub(" ", text).strip()
 
 
