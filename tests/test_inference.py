@@ -1,0 +1,200 @@
+"""Encoder and model loading on tiny random models: order, precision, search, saved settings, safety, offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_tiny_model_dir
+from kosimcse.errors import ModelLoadError
+from kosimcse.inference.encoder import KoSimCSE, encode_texts, topk_cosine
+from kosimcse.modeling import loading
+
+TEXTS = [
+    "한 남자가 기타를 치고 있다.",
+    "고양이",
+    "아이들이 공원에서 뛰어 놀고 있고 부모들은 벤치에 앉아 그들을 지켜보고 있다.",
+    "여자가 양파를 썰고 있다.",
+    "비",
+    "오늘 날씨가 정말 좋네요, 산책하기 딱 좋은 날입니다.",
+    "그 영화는 생각보다 재미있었다.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    return KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
+
+
+def test_length_sorted_batches_come_back_in_input_order(tiny):
+    one_by_one = np.stack([tiny.encode([t], batch_size=1, show_progress=False)[0] for t in TEXTS])
+    batched = tiny.encode(TEXTS, batch_size=3, show_progress=False)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    perm = np.random.default_rng(0).permutation(len(TEXTS))
+    permuted = tiny.encode([TEXTS[i] for i in perm], batch_size=4, show_progress=False)
+    np.testing.assert_allclose(permuted, batched[perm], atol=1e-5)
+    assert batched.shape == (len(TEXTS), tiny.dim) and batched.dtype == np.float32
+
+
+def test_single_string_normalize_and_torch_output(tiny):
+    vec = tiny.encode(TEXTS[0], normalize=True, show_progress=False)
+    assert vec.shape == (tiny.dim,) and abs(np.linalg.norm(vec) - 1) < 1e-5
+    as_torch = tiny.encode(TEXTS[:2], convert_to="torch", show_progress=False)
+    assert torch.is_tensor(as_torch) and as_torch.shape == (2, tiny.dim)
+
+
+def test_bf16_autocast_stays_close_to_fp32(tiny_dir):
+    fp32 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
+    bf16 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="bf16")
+    assert bf16.dtype == "bf16"
+    a = fp32.encode(TEXTS, show_progress=False)
+    b = bf16.encode(TEXTS, show_progress=False)
+    cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99
+    assert not np.array_equal(a, b)  # bf16 really ran
+
+
+def test_prefix_and_pooling_change_the_embedding(tiny_dir, tiny):
+    plain = tiny.encode(TEXTS[:2], show_progress=False)
+    prefixed = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", prefix="질문: ", device="cpu", dtype="fp32")
+    cls = KoSimCSE.from_pretrained(tiny_dir, pooling="cls", device="cpu", dtype="fp32")
+    assert not np.allclose(prefixed.encode(TEXTS[:2], show_progress=False), plain)
+    assert not np.allclose(cls.encode(TEXTS[:2], show_progress=False), plain)
+
+
+def test_encode_texts_restores_training_mode_and_handles_hidden_state_poolers(tiny):
+    model = tiny.model
+    model.train()
+    try:
+        out = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
+        again = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
+        assert model.training
+        np.testing.assert_array_equal(out, again)  # dropout was off while encoding
+    finally:
+        model.eval()
+
+
+def test_search_finds_the_text_itself(tiny):
+    corpus = tiny.encode(TEXTS, show_progress=False)
+    hits = tiny.search([TEXTS[3], TEXTS[5]], corpus, k=3)
+    assert [row[0][0] for row in hits] == [3, 5]
+    assert hits[0][0][1] == pytest.approx(1.0, abs=1e-4)
+    assert hits[0][0][1] >= hits[0][1][1] >= hits[0][2][1]
+    sims = tiny.similarity(TEXTS[:2], TEXTS)
+    assert sims.shape == (2, len(TEXTS)) and np.argmax(sims[1]) == 1
+
+
+def test_chunked_topk_equals_brute_force():
+    rng = np.random.default_rng(1)
+    corpus, queries = rng.normal(size=(1000, 16)), rng.normal(size=(5, 16))
+    scores, idx = topk_cosine(queries, corpus, k=7, chunk_size=64, use_faiss=False)
+    cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    expected = np.argsort(-(qn @ cn.T), axis=1)[:, :7]
+    np.testing.assert_array_equal(idx, expected)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_saved_kosimcse_config_supplies_defaults(tiny_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    loading.write_encoder_config(folder, pooling="cls", prefix="query: ", max_length=32)
+    enc = KoSimCSE.from_pretrained(folder, device="cpu", dtype="fp32")
+    assert (enc.pooling, enc.prefix, enc.max_length) == ("cls", "query: ", 32)
+    assert KoSimCSE.from_pretrained(folder, pooling="mean", prefix="", device="cpu").prefix == ""
+
+
+def test_sentence_transformers_pooling_config_is_read(tiny_dir, tmp_path):
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
+    cfg = loading.read_encoder_config(folder)
+    assert (cfg.pooling, cfg.max_length, cfg.normalize) == ("cls", 64, True)
+
+
+def test_pickle_only_folder_is_refused_unless_allowed(tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_dir, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        loading.resolve_model(folder)
+    with pytest.raises(ModelLoadError, match="allow-pickle"):
+        KoSimCSE.from_pretrained(folder)
+    enc = KoSimCSE.from_pretrained(folder, pooling="mean", device="cpu", dtype="fp32", allow_pickle=True)
+    reference = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
+    np.testing.assert_allclose(enc.encode(TEXTS[:2], show_progress=False),
+                               reference.encode(TEXTS[:2], show_progress=False), atol=1e-6)
+
+
+def test_folder_without_weights_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="no model weights"):
+        loading.resolve_model(tmp_path)
+
+
+def test_missing_local_path_is_not_sent_to_the_hub(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        loading.resolve_model(str(tmp_path / "runs" / "nope" / "best"))
+
+
+def test_hub_id_fails_fast_when_offline_is_set(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as info:
+        loading.resolve_model("kosimcse-test-org/never-downloaded-model")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "kosimcse import-e5" in message and "e5-small-airgap" in message and "local" in message
+
+
+def test_hub_id_fails_fast_when_hub_is_unreachable(monkeypatch):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    attempts = []
+
+    def unreachable(address, timeout=None, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as info:
+        loading.resolve_model("kosimcse-test-org/never-downloaded-model")
+    assert time.monotonic() - start < 5
+    assert attempts and attempts[0][0] == "huggingface.co"
+    assert "unreachable" in str(info.value) and "e5-small-airgap" in str(info.value)
+
+
+def test_airgap_alias_goes_to_the_airgap_builder(monkeypatch, tiny_dir):
+    import kosimcse.modeling.airgap as airgap
+
+    monkeypatch.setattr(airgap, "ensure_e5_small", lambda cache_dir=None, **kw: tiny_dir)
+    assert loading.resolve_model("e5-small-airgap") == tiny_dir
+
+
+def test_roberta_style_model_encodes(tmp_path):
+    folder = make_tiny_model_dir(tmp_path / "rob", model_type="roberta")
+    enc = KoSimCSE.from_pretrained(folder, pooling="cls", device="cpu", dtype="fp32")
+    assert enc.encode(TEXTS[:3], show_progress=False).shape == (3, 32)
