@@ -124,8 +124,6 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     empty after normalisation counts as one empty sentence, so ``sentences == kept + sum(dropped)``.
     Bad rows a reader skipped (``errors="skip"``) are counted as ``skipped_bad_rows``, outside that sum.
     """
-    from tqdm import tqdm
-
     if min_chars < 0 or max_chars < max(1, min_chars):
         raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
     start = time.perf_counter()
@@ -149,6 +147,39 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     tmp = out_dir / "sentences.txt.partial"
     seen: set[bytes] = set()  # 16-byte digests: a million sentences cost ~100 MB less than the strings
     per_source: dict[str, dict] = {}
+    try:
+        _write_sentences(tmp, labelled, per_source, seen, guard, split, workers, data_dir, errors, progress,
+                         min_chars, max_chars)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half corpus that looks usable
+        raise
+    os.replace(tmp, final)
+
+    totals = _new_stats("", "", split)
+    for key in ("spec", "kind", "split"):
+        totals.pop(key)
+    for st in per_source.values():
+        for key in ("records", "skipped_bad_rows", "paragraphs_split", "sentences", "kept"):
+            totals[key] += st[key]
+        for reason in DROP_REASONS:
+            totals["dropped"][reason] += st["dropped"][reason]
+    stats = {
+        "sources": per_source,
+        "totals": totals,
+        "settings": {"min_chars": min_chars, "max_chars": max_chars, "split": split, "workers": workers,
+                     "errors": errors, "eval_sets": eval_set_list, "eval_sentences": len(guard)},
+        "output": str(final),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    check_stats(stats)
+    (out_dir / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return stats
+
+
+def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: set, split: bool, workers: int,
+                     data_dir, errors: ErrorPolicy, progress: bool, min_chars: int, max_chars: int) -> None:
+    from tqdm import tqdm
+
     with open(tmp, "w", encoding="utf-8", newline="\n") as out:
         for label, kind, target in labelled:
             do_split = split and kind in SPLIT_KINDS
@@ -173,27 +204,6 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
             st["skipped_bad_rows"] = report.skipped
             if report.examples:
                 st["skip_examples"] = report.examples[:5]
-    os.replace(tmp, final)
-
-    totals = _new_stats("", "", split)
-    for key in ("spec", "kind", "split"):
-        totals.pop(key)
-    for st in per_source.values():
-        for key in ("records", "skipped_bad_rows", "paragraphs_split", "sentences", "kept"):
-            totals[key] += st[key]
-        for reason in DROP_REASONS:
-            totals["dropped"][reason] += st["dropped"][reason]
-    stats = {
-        "sources": per_source,
-        "totals": totals,
-        "settings": {"min_chars": min_chars, "max_chars": max_chars, "split": split, "workers": workers,
-                     "errors": errors, "eval_sets": eval_set_list, "eval_sentences": len(guard)},
-        "output": str(final),
-        "wall_time_s": round(time.perf_counter() - start, 2),
-    }
-    check_stats(stats)
-    (out_dir / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return stats
 
 
 def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator[list[str]]:
