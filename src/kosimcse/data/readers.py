@@ -716,7 +716,8 @@ def read_texts(source: str | Path, text_column: str = "text", errors: ErrorPolic
     ``source`` is a ``.txt`` file (one text per line), ``.jsonl``/``.json``, ``.csv``/``.tsv`` or
     ``.parquet`` with a ``text_column``, a folder written by ``datasets.save_to_disk``, a folder of such
     files, or a Hugging Face dataset id (``datasets.load_dataset(..., streaming=True)``).
-    A file without a known extension is read as plain lines.
+    A file without a known extension is read as plain lines. Everything streams except a ``.json``
+    list, which is parsed whole: use ``.jsonl`` or ``.parquet`` for corpora of many GB.
     """
     policy = _Policy(errors, report)
     path = Path(source)
