@@ -425,7 +425,7 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
     """WikiExtractor output (``<doc>`` blocks, title line, one paragraph per line) -> one ``Text`` per paragraph.
 
     Drops the ``<doc …>``/``</doc>`` lines, the title line after each ``<doc>`` and blank lines, and
-    removes the ``formula_N`` placeholders WikiExtractor leaves for math. A folder is read recursively in
+    removes the ``formula_N`` placeholders WikiExtractor leaves for math and the brackets it empties. A folder is read recursively in
     sorted order. A paragraph that held only placeholders is yielded empty, so that the corpus stats count it.
     """
     import re
@@ -436,6 +436,15 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
     if _FORMULA_RE is None:
         # no word boundaries: placeholders touch Korean particles ("formula_5인"), units ("sformula_1") and each other
         _FORMULA_RE = re.compile(r"formula_\d+")
+    # WikiExtractor removes foreign-script glosses but leaves their brackets: "슈파이어()는", "대지모신(大地母神, )".
+    empty_parens = re.compile(r"\(\s*(?:[,;]\s*)*\)")
+    dangling_comma = re.compile(r"\s*[,;]\s*\)|\(\s*[,;]\s*")
+
+    def clean(paragraph: str) -> str:
+        paragraph = empty_parens.sub("", _FORMULA_RE.sub("", paragraph))
+        paragraph = dangling_comma.sub(lambda m: ")" if m.group(0).rstrip().endswith(")") else "(", paragraph)
+        return " ".join(paragraph.split())
+
     policy = _Policy(errors, report)
     for file in _files_under(Path(path_or_dir)):
         _require_nonempty(file)
@@ -454,7 +463,7 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
                 expect_title = False
                 continue
             policy.ok()
-            yield Text(" ".join(_FORMULA_RE.sub("", stripped).split()), "kowiki", lineno)
+            yield Text(clean(stripped), "kowiki", lineno)
 
 
 def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
