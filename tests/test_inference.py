@@ -198,3 +198,46 @@ def test_roberta_style_model_encodes(tmp_path):
     folder = make_tiny_model_dir(tmp_path / "rob", model_type="roberta")
     enc = KoSimCSE.from_pretrained(folder, pooling="cls", device="cpu", dtype="fp32")
     assert enc.encode(TEXTS[:3], show_progress=False).shape == (3, 32)
+
+
+def test_saved_dense_head_is_applied_like_sentence_transformers(tiny_dir, tmp_path, tiny):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "with-head"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "2_Dense").mkdir()
+    (folder / "1_Pooling").mkdir()
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
+    (folder / "2_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 32, "out_features": 32, "bias": True,
+         "activation_function": "torch.nn.modules.activation.Tanh"}))
+    gen = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(32, 32, generator=gen) * 0.1, torch.randn(32, generator=gen) * 0.1
+    save_file({"linear.weight": weight, "linear.bias": bias}, str(folder / "2_Dense" / "model.safetensors"))
+    # SimCSEConfig names the pooler "pooler"; it must be honoured as the pooling.
+    (folder / "kosimcse_config.json").write_text(json.dumps({"pooler": "cls", "prefix": "", "max_length": 64}))
+
+    with_head = KoSimCSE.from_pretrained(folder, device="cpu", dtype="fp32")
+    assert with_head.pooling == "cls" and with_head.head is not None
+    cls_vectors = KoSimCSE.from_pretrained(tiny_dir, pooling="cls", device="cpu", dtype="fp32").encode(
+        TEXTS, show_progress=False)
+    expected = torch.tanh(torch.from_numpy(cls_vectors) @ weight.T + bias).numpy()
+    np.testing.assert_allclose(with_head.encode(TEXTS, show_progress=False), expected, atol=1e-5)
+
+
+def test_dense_head_with_unknown_activation_is_refused(tiny_dir, tmp_path):
+    folder = tmp_path / "odd-head"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "2_Dense").mkdir()
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    (folder / "2_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 32, "out_features": 32, "activation_function": "os.system"}))
+    (folder / "2_Dense" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="activation"):
+        loading.load_dense_head(folder)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from kosimcse.cli.evaluate import validate_pooling
+
 _COMMON_OPTIONS = """\b
 Examples:
   kosimcse encode runs/unsup/best corpus.txt -o corpus.npy
@@ -39,7 +41,7 @@ def iter_text_chunks(source, text_column: str, errors: str, chunk_size: int, rep
 @click.option("--chunk-size", default=10000, show_default=True, type=click.IntRange(1),
               help="Texts read, encoded and written per step; bounds memory.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--pooling", default=None, help="Default: saved with the model, else mean.")
+@click.option("--pooling", default=None, callback=validate_pooling, help="Default: saved with the model, else mean.")
 @click.option("--prefix", default=None, help="Default: saved with the model, else none.")
 @click.option("--max-length", default=None, type=click.IntRange(1), help="Default: saved with the model, else 128.")
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kosimcse.cli.evaluate import validate_pooling
+
 
 def load_index(path: Path):
     """Embeddings from ``.npy`` (memory-mapped, so large indexes are scanned, not loaded) or ``.parquet``."""
@@ -61,7 +63,7 @@ Examples:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--query", "queries", multiple=True, required=True, help="Query text (repeatable).")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--pooling", default=None)
+@click.option("--pooling", default=None, callback=validate_pooling)
 @click.option("--prefix", default=None, help="Query prefix (e5: \"query: \"). Default: saved with the model.")
 @click.option("--max-length", default=None, type=click.IntRange(1))
 @click.option("--bf16/--fp32", "bf16", default=None)

@@ -68,12 +68,12 @@ def _progress(total: int, enabled: bool, desc: str):
 def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str, prefix: str = "", *,
                  max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 64, device: torch.device | str | None = None,
                  dtype: str = "fp32", normalize: bool = False, show_progress: bool = False,
-                 convert_to: str = "numpy"):
+                 convert_to: str = "numpy", head=None):
     """Embed ``texts`` with ``model`` (a HF encoder) and ``pooling``; returns ``[len(texts), dim]`` float32.
 
     Texts are batched longest-first so each batch pads little, and the output is put back in input
     order. The model's train/eval mode is restored afterwards, so training code can call this for
-    dev evaluation mid-run.
+    dev evaluation mid-run. ``head`` (optional module) maps pooled vectors, e.g. SimCSE's MLP.
     """
     pooling = canonical_pooler(pooling)
     if convert_to not in ("numpy", "torch"):
@@ -103,6 +103,8 @@ def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str, prefix: s
                     outputs = model(**batch, output_hidden_states=want_hidden, return_dict=True)
                     emb = pool(pooling, batch["attention_mask"], outputs.last_hidden_state,
                                outputs.hidden_states if want_hidden else None)
+                    if head is not None:
+                        emb = head(emb)
                 emb = emb.float()
                 if normalize:
                     emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
@@ -171,7 +173,7 @@ class KoSimCSE:
 
     def __init__(self, model, tokenizer, pooling: str = DEFAULT_POOLING, prefix: str = "",
                  max_length: int = DEFAULT_MAX_LENGTH, device: torch.device | str | None = None,
-                 dtype: str = "auto", path: Path | None = None):
+                 dtype: str = "auto", path: Path | None = None, head=None):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -181,6 +183,7 @@ class KoSimCSE:
         self.max_length = max_length
         self.dtype = resolve_dtype(dtype, self.device)
         self.path = path
+        self.head = head.to(self.device).eval() if head is not None else None
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
@@ -192,12 +195,19 @@ class KoSimCSE:
         saved = loaded.config
         if pooling is None and saved.pooling is None:
             log.info("no pooling saved with %s and none given: using %s", path_or_id, DEFAULT_POOLING)
+        chosen = pooling or saved.pooling or DEFAULT_POOLING
+        try:
+            canonical_pooler(chosen)
+        except ValueError as e:
+            from kosimcse.errors import ModelLoadError
+
+            raise ModelLoadError(f"{path_or_id}: {e}") from None
         return cls(
             loaded.model, loaded.tokenizer,
-            pooling=pooling or saved.pooling or DEFAULT_POOLING,
+            pooling=chosen,
             prefix=prefix if prefix is not None else (saved.prefix or ""),
             max_length=max_length or saved.max_length or DEFAULT_MAX_LENGTH,
-            device=device, dtype=dtype, path=loaded.path,
+            device=device, dtype=dtype, path=loaded.path, head=loaded.head,
         )
 
     def __repr__(self) -> str:
@@ -206,6 +216,8 @@ class KoSimCSE:
 
     @property
     def dim(self) -> int:
+        if self.head is not None:
+            return int([m for m in self.head if isinstance(m, torch.nn.Linear)][-1].out_features)
         return int(self.model.config.hidden_size)
 
     def encode(self, texts: Sequence[str] | str, batch_size: int = 64, normalize: bool = False,
@@ -214,7 +226,8 @@ class KoSimCSE:
         single = isinstance(texts, str)
         emb = encode_texts(self.model, self.tokenizer, [texts] if single else texts, self.pooling, self.prefix,
                            max_length=self.max_length, batch_size=batch_size, device=self.device, dtype=self.dtype,
-                           normalize=normalize, show_progress=show_progress, convert_to=convert_to)
+                           normalize=normalize, show_progress=show_progress, convert_to=convert_to,
+                           head=self.head)
         return emb[0] if single else emb
 
     def similarity(self, a, b) -> np.ndarray:

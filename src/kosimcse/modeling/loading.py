@@ -51,6 +51,7 @@ class LoadedEncoder(NamedTuple):
     tokenizer: Any
     config: EncoderConfig
     path: Path
+    head: Any = None  # torch module applied after pooling (a saved SimCSE MLP / ST Dense), or None
 
 
 def _read_json(path: Path) -> Any:
@@ -60,12 +61,17 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: unreadable JSON ({e})") from None
 
 
+def _module_kind(module: dict) -> str:
+    """``sentence_transformers.models.Pooling`` -> ``Pooling``."""
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
 def transformer_dir(root: Path) -> Path:
     """The folder holding the Hugging Face model: the root, or the Transformer module of a sentence-transformers folder."""
     modules = root / "modules.json"
     if modules.is_file():
         for module in _read_json(modules):
-            if isinstance(module, dict) and str(module.get("type", "")).endswith("Transformer"):
+            if isinstance(module, dict) and _module_kind(module) == "Transformer":
                 sub = root / module.get("path", "")
                 if sub.is_dir():
                     return sub
@@ -184,9 +190,9 @@ def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
     for module in _read_json(modules):
         if not isinstance(module, dict):
             continue
-        kind = str(module.get("type", ""))
+        kind = _module_kind(module)
         sub = root / module.get("path", "")
-        if kind.endswith("Pooling") and (sub / "config.json").is_file():
+        if kind == "Pooling" and (sub / "config.json").is_file():
             pc = _read_json(sub / "config.json")
             mode = pc.get("pooling_mode")
             if mode is None:  # sentence-transformers < 5 wrote one boolean per mode
@@ -197,9 +203,9 @@ def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
                 cfg.pooling = mapping[modes[0]]
             else:
                 log.warning("%s: pooling %s is not supported here; pass --pooling", sub / "config.json", modes)
-        elif kind.endswith("Normalize"):
+        elif kind == "Normalize":
             cfg.normalize = True
-        elif kind.endswith("Transformer"):
+        elif kind == "Transformer":
             sbert = sub / "sentence_bert_config.json"
             if sbert.is_file():
                 cfg.max_length = _read_json(sbert).get("max_seq_length")
@@ -212,6 +218,46 @@ def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
     return cfg
 
 
+# Activations a saved Dense module may name; anything else is refused rather than imported by name.
+_DENSE_ACTIVATIONS = {
+    "torch.nn.modules.activation.Tanh": "Tanh",
+    "torch.nn.modules.linear.Identity": "Identity",
+    "torch.nn.modules.activation.ReLU": "ReLU",
+    "torch.nn.modules.activation.GELU": "GELU",
+}
+
+
+def load_dense_head(root: str | os.PathLike):
+    """The sentence-transformers ``Dense`` modules after pooling (e.g. SimCSE's inference MLP) as one torch module.
+
+    Returns ``None`` when the folder has none. Weights are read from safetensors only.
+    """
+    root = Path(root)
+    modules = root / "modules.json"
+    if not modules.is_file():
+        return None
+    import torch
+    from safetensors.torch import load_file
+
+    layers = []
+    for module in _read_json(modules):
+        if not (isinstance(module, dict) and _module_kind(module) == "Dense"):
+            continue
+        sub = root / module.get("path", "")
+        cfg = _read_json(sub / "config.json")
+        weights = sub / "model.safetensors"
+        if not weights.is_file():
+            raise ModelLoadError(f"{sub}: Dense module without model.safetensors (pickle heads are not loaded)")
+        activation = _DENSE_ACTIVATIONS.get(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"))
+        if activation is None:
+            raise ModelLoadError(f"{sub}: unsupported Dense activation {cfg.get('activation_function')!r}")
+        state = load_file(weights)
+        linear = torch.nn.Linear(int(cfg["in_features"]), int(cfg["out_features"]), bias=bool(cfg.get("bias", True)))
+        linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+        layers += [linear, getattr(torch.nn, activation)()]
+    return torch.nn.Sequential(*layers).eval() if layers else None
+
+
 def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
     """Saved inference settings: ``kosimcse_config.json`` wins over a sentence-transformers pooling config."""
     root = Path(root)
@@ -219,6 +265,8 @@ def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
     ours = root / KOSIMCSE_CONFIG
     if ours.is_file():
         saved = _read_json(ours)
+        if saved.get("pooling") is None and saved.get("pooler") is not None:  # SimCSEConfig's name for it
+            saved["pooling"] = saved["pooler"]
         for key in ("pooling", "prefix", "max_length", "normalize"):
             if saved.get(key) is not None:
                 setattr(cfg, key, saved[key])
@@ -239,7 +287,7 @@ def write_encoder_config(folder: str | os.PathLike, pooling: str, prefix: str = 
 
 def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                  torch_dtype=None) -> LoadedEncoder:
-    """Resolve and load ``(model, tokenizer, saved config, folder)``; the model is in eval mode."""
+    """Resolve and load ``(model, tokenizer, saved config, folder, head)``; the model is in eval mode."""
     root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     folder = transformer_dir(root)
     kind = check_weights(folder, allow_pickle)
@@ -256,4 +304,4 @@ def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False,
     except Exception as e:
         raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
     model.eval()
-    return LoadedEncoder(model, tokenizer, read_encoder_config(root), root)
+    return LoadedEncoder(model, tokenizer, read_encoder_config(root), root, load_dense_head(root))
