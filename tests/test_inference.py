@@ -241,3 +241,19 @@ def test_dense_head_with_unknown_activation_is_refused(tiny_dir, tmp_path):
     (folder / "2_Dense" / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="activation"):
         loading.load_dense_head(folder)
+
+
+@pytest.mark.parametrize("pooler, mlp_only_train", [("cls", False), ("avg_first_last", False)])
+def test_exported_simcse_folder_embeds_like_sentence_transformers(tiny_dir, tmp_path, pooler, mlp_only_train):
+    """A folder written by training's export must mean the same vectors to KoSimCSE and to SentenceTransformer."""
+    model_mod = pytest.importorskip("kosimcse.modeling.model")
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    model = model_mod.SimCSEModel.from_encoder(str(tiny_dir), model_mod.SimCSEConfig(
+        pooler=pooler, mlp_only_train=mlp_only_train, prefix="질문: "))
+    model.save_pretrained(tmp_path / "export", AutoTokenizer.from_pretrained(tiny_dir))
+    ours = KoSimCSE.from_pretrained(tmp_path / "export", device="cpu", dtype="fp32")
+    assert (ours.pooling, ours.prefix) == (pooler, "질문: ")
+    theirs = SentenceTransformer(str(tmp_path / "export"), device="cpu").encode(TEXTS, prompt_name="query")
+    np.testing.assert_allclose(ours.encode(TEXTS, show_progress=False), theirs, atol=1e-5)
