@@ -8,6 +8,8 @@ has AMX; one extra fp32 row on KorSTS test shows what bf16 costs in accuracy.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 
 from benchmarks.common import save_result
@@ -63,7 +65,8 @@ def main() -> None:
         parts.append(f"\n**{task}** ({len(ev)} pairs, {len(ev.sentences)} unique sentences)\n")
         parts.append(markdown_table(results[task]))
     save_result("eval_e5", "Baseline: multilingual-e5-small on Korean STS", "\n".join(parts), wall,
-                data={"results": results, "dtype": bf16_dtype, "seconds": timings, "model": args.model}, order=20)
+                data={"results": results, "dtype": bf16_dtype, "seconds": timings, "model": args.model}, order=20,
+                command=" ".join(["python -m benchmarks.eval_e5", *map(shlex.quote, sys.argv[1:])]))
 
 
 if __name__ == "__main__":
