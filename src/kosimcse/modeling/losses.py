@@ -20,19 +20,28 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``t`` from all ranks along dim 0, keeping the autograd graph.
+def gather_keep_local_grad(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``t`` from all ranks along dim 0; this rank's slice keeps its autograd graph.
 
-    ``torch.distributed.nn.functional.all_gather`` sums the incoming gradients back to their owners
-    in backward, which is what makes every rank's embeddings receive the gradient of being a negative
-    for other ranks' anchors.
+    The other ranks' slices are constants here. That is enough for exact gradients because every
+    rank then computes the *whole* global loss (see ``InfoNCELoss``): each rank back-propagates
+    every term that involves its own embeddings, as anchor and as negative alike. We avoid an
+    autograd all_gather on purpose: its backward collective, run while DDP all-reduces gradients
+    from its hooks, gave wrong gradients under gloo (tests/test_ddp.py caught it).
+    Every rank must pass the same shape (the trainer drops ragged last batches).
     """
     rank, size = world()
     if size == 1:
         return t
-    from torch.distributed.nn.functional import all_gather
+    parts = [torch.empty_like(t) for _ in range(size)]
+    dist.all_gather(parts, t.detach().contiguous())
+    parts[rank] = t
+    return torch.cat(parts, dim=0)
 
-    return torch.cat(all_gather(t.contiguous()), dim=0)
+
+def scale_gradient(loss: torch.Tensor, factor: float) -> torch.Tensor:
+    """Same value, gradient multiplied by ``factor``."""
+    return loss + (factor - 1.0) * (loss - loss.detach()) if factor != 1 else loss
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,16 +65,19 @@ class InfoNCELoss(nn.Module):
         self.hard_negative_weight = hard_negative_weight
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
-        rank, _ = world()
-        local = anchor.size(0)
-        candidates = gather_with_grad(positive)
-        n_pos = candidates.size(0)
+        _, size = world()
+        anchor = gather_keep_local_grad(anchor)
+        candidates = gather_keep_local_grad(positive)
+        n = anchor.size(0)
         if negative is not None:
-            candidates = torch.cat([candidates, gather_with_grad(negative)], dim=0)
+            candidates = torch.cat([candidates, gather_keep_local_grad(negative)], dim=0)
         logits = cosine_matrix(anchor, candidates) / self.temperature
-        targets = torch.arange(local, device=anchor.device) + rank * local
+        targets = torch.arange(n, device=anchor.device)
         if negative is not None and self.hard_negative_weight:
             bonus = torch.zeros_like(logits)
-            bonus[torch.arange(local), n_pos + targets] = self.hard_negative_weight
+            bonus[targets, n + targets] = self.hard_negative_weight
             logits = logits + bonus
-        return nn.functional.cross_entropy(logits, targets)
+        loss = nn.functional.cross_entropy(logits, targets)
+        # DDP averages the ranks' gradients; each rank holds only its own share of dL/dθ, so the
+        # average needs the factor back to equal the single-process gradient.
+        return scale_gradient(loss, size)

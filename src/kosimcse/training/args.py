@@ -64,6 +64,10 @@ class SimCSETrainingArguments(TrainingArguments):
     save_total_limit: int | None = 2
     # all_gather needs equal batch sizes on every rank, and a ragged last batch would shrink the negative pool.
     dataloader_drop_last: bool = True
+    # Measured: with DDP's default dynamic graph, a loss over gathered embeddings came out with wrong
+    # gradients under gloo, while static_graph matched one process exactly (tests/test_ddp.py).
+    # SimCSE uses every parameter at every step, which is what static_graph requires.
+    ddp_static_graph: bool | None = True
     metric_for_best_model: str | None = "eval_cosine_spearman"
     greater_is_better: bool | None = True
     load_best_model_at_end: bool = True
