@@ -37,9 +37,9 @@ class DataArguments:
     objective: str = field(default="unsup", metadata={"help": "unsup (sentences) or sup (NLI triplets)."})
     train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
     nli_file: str | None = field(default=None, metadata={"help": "sup: KLUE-NLI train (DACON CP949 CSV) or KLUE-NLI JSON."})
-    prepare_sources: list[str] = field(default_factory=list, metadata={"help": "If train_file is absent: sources for `prepare`."})
-    prepare_seed: bool = field(default=True, metadata={"help": "With prepare_sources: include the seed corpus."})
-    prepare_sts: bool = field(default=True, metadata={"help": "With the seed: include KLUE-STS/KorSTS train sentences."})
+    prepare_sources: list[str] = field(default_factory=list, metadata={"help": "If train_file is absent: extra (domain) sources to prepare."})
+    prepare_seed: bool = field(default=True, metadata={"help": "If train_file is absent: include kowiki."})
+    prepare_sts: bool = field(default=True, metadata={"help": "If train_file is absent: include KLUE-STS/KorSTS train sentences."})
     max_train_sentences: int | None = field(default=None, metadata={"help": "Use only the first N (shuffled) examples."})
     data_dir: str | None = field(default=None, metadata={"help": "Root of the local data (default ../shared/data)."})
     eval_task: str = field(default="korsts-dev", metadata={"help": "Model selection task."})
@@ -130,5 +130,11 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None):
     unknown = sorted(set(values) - known)
     if unknown:
         raise KoSimCSEError(f"unknown option(s): {', '.join(unknown)} (see `kosimcse train --help`)")
+    import torch
+
+    if not torch.cuda.is_available():
+        # transformers refuses bf16 without a GPU unless told it runs on the CPU; on AMX CPUs bf16
+        # autocast is the fast path, so say so instead of making every recipe spell it out.
+        values.setdefault("use_cpu", True)
     parser = HfArgumentParser(ARG_CLASSES)
     return parser.parse_dict(values, allow_extra_keys=False)

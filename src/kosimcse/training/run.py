@@ -65,12 +65,14 @@ def _read_triplets(dargs: DataArguments):
 
 
 def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
-    from kosimcse.data.corpus import prepare_corpus
+    """Prepare the corpus the recipe names (seed and/or domain sources) once, into the run folder."""
+    from kosimcse.data.corpus import default_sources, prepare_corpus
 
     target = out_dir / "sentences.txt"
     if not target.exists():
-        prepare_corpus(sources=list(dargs.prepare_sources), out_dir=out_dir, data_dir=dargs.data_dir,
-                       include_seed=dargs.prepare_seed, include_sts=dargs.prepare_sts)
+        specs = default_sources(dargs.data_dir, seed=dargs.prepare_seed, sts=dargs.prepare_sts,
+                                domain=list(dargs.prepare_sources))
+        prepare_corpus(specs, out_dir=out_dir, data_dir=dargs.data_dir)
     return target
 
 

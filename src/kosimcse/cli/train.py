@@ -1,0 +1,62 @@
+"""``kosimcse train RECIPE.yaml [--key value ...]``: run a SimCSE recipe through the Hugging Face Trainer."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kosimcse.errors import KoSimCSEError
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True, help="Resume from the last checkpoint in output_dir (model, optimizer, "
+              "scheduler, RNG and data position).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.pass_context
+def command(ctx, recipe, resume, as_json):
+    """Train SimCSE from a YAML/JSON RECIPE; any option may be overridden as --key value.
+
+    \b
+    Options are the fields of ModelArguments, DataArguments and SimCSETrainingArguments
+    (kosimcse/training/args.py), which include every transformers TrainingArguments field.
+    Hub model code is never run unless --trust_remote_code is given.
+
+    \b
+    Examples:
+      kosimcse train recipes/unsup-seed.yaml
+      kosimcse train recipes/unsup-seed.yaml --max_steps 200 --output_dir runs/try
+      kosimcse train recipes/sup-nli.yaml --model_name_or_path e5-small-airgap --bf16
+      kosimcse train recipes/domain.yaml --resume
+    \b
+    Several GPUs / machines (DDP; negatives are gathered across all devices):
+      torchrun --nproc_per_node 4 -m kosimcse train recipes/unsup-seed.yaml
+      accelerate launch --num_processes 4 -m kosimcse train recipes/unsup-seed.yaml
+      torchrun --nnodes 2 --node_rank $RANK --master_addr $ADDR --master_port 29500 \\
+               --nproc_per_node 8 -m kosimcse train recipes/unsup-seed.yaml
+    """
+    from kosimcse.training.args import load_recipe, parse_overrides
+    from kosimcse.training.run import train
+
+    overrides = parse_overrides(list(ctx.args))
+    margs, dargs, targs = load_recipe(recipe, overrides)
+    if margs.trust_remote_code:
+        click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)
+    summary = train(margs, dargs, targs, resume_from_checkpoint=True if resume else None)
+    if not summary.get("results"):
+        return  # not the main process
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+        return
+    from kosimcse.evaluation.sts import markdown_table
+
+    click.echo(f"\nbest checkpoint: {summary['best_checkpoint']} (dev cosine Spearman {summary['best_metric']})")
+    click.echo(f"exported: {summary['exported']}  ({summary['global_step']} steps, {summary['wall_time_s']:.0f} s, "
+               f"{summary['sentences_per_s']:.1f} sentences/s)\n")
+    for task, metrics in summary["results"].items():
+        click.echo(f"### {task}\n\n{markdown_table({summary['exported']: metrics})}\n")
+
+
+if __name__ == "__main__":  # `python -m kosimcse.cli.train` under torchrun
+    command()
