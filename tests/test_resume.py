@@ -127,3 +127,101 @@ def test_changed_seed_changes_weights(tiny, uninterrupted, tmp_path):
     a = load_file(straight / f"checkpoint-{SAVE_EVERY}" / "model.safetensors")
     b = load_file(out / f"checkpoint-{SAVE_EVERY}" / "model.safetensors")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- checkpoint integrity ---------------------------------------------------------------------------
+
+def _copy_checkpoints(src: Path, dst: Path, steps) -> None:
+    import shutil
+
+    dst.mkdir(parents=True)
+    for step in steps:
+        shutil.copytree(src / f"checkpoint-{step}", dst / f"checkpoint-{step}")
+
+
+def test_saved_checkpoints_pass_the_integrity_check_and_damage_is_named(uninterrupted, tmp_path):
+    from kosimcse.training.checkpoints import MANIFEST, checkpoint_problem
+
+    straight, _ = uninterrupted
+    for step in range(SAVE_EVERY, STEPS + 1, SAVE_EVERY):
+        assert checkpoint_problem(straight / f"checkpoint-{step}") is None
+        assert (straight / f"checkpoint-{step}" / MANIFEST).is_file()
+    assert not any(straight.glob(".staging/checkpoint-*")), "staged folders are renamed away"
+
+    def damaged(how) -> str:
+        folder = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        _copy_checkpoints(straight, folder, [SAVE_EVERY])
+        ckpt = folder / f"checkpoint-{SAVE_EVERY}"
+        how(ckpt)
+        problem = checkpoint_problem(ckpt)
+        assert problem, "damage went unnoticed"
+        return problem
+
+    def truncate(name, keep):
+        def go(ckpt):
+            path = ckpt / name
+            path.write_bytes(path.read_bytes()[:keep])
+        return go
+
+    assert "model.safetensors" in damaged(truncate("model.safetensors", 1000))
+    assert "optimizer.pt" in damaged(lambda c: (c / "optimizer.pt").unlink())
+    assert "trainer_state.json" in damaged(truncate("trainer_state.json", 50))
+    # Without the manifest the file formats alone still give truncation away.
+    for name in ("model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"):
+        def cut(ckpt, name=name):
+            (ckpt / MANIFEST).unlink()
+            truncate(name, 200)(ckpt)
+        assert name in damaged(cut)
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(tiny, uninterrupted, tmp_path, caplog):
+    straight, _ = uninterrupted
+    out = tmp_path / "run"
+    _copy_checkpoints(straight, out, [SAVE_EVERY, 2 * SAVE_EVERY])
+    weights = out / f"checkpoint-{2 * SAVE_EVERY}" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        summary = run(tiny_args(tiny, out), resume=True)
+    skipped = [r.getMessage() for r in caplog.records if "skipping damaged checkpoint" in r.getMessage()]
+    assert len(skipped) == 1 and f"checkpoint-{2 * SAVE_EVERY}" in skipped[0] and "model.safetensors" in skipped[0]
+    assert summary["global_step"] == STEPS
+    # Resumed from checkpoint-4, it redoes steps 5-12 and lands exactly where the uninterrupted run did.
+    assert_same_state(straight / f"checkpoint-{STEPS}", out / f"checkpoint-{STEPS}")
+
+
+def test_explicit_damaged_checkpoint_is_refused(uninterrupted, tmp_path):
+    from kosimcse.errors import KoSimCSEError
+    from kosimcse.training.run import _checkpoint_to_resume
+
+    straight, _ = uninterrupted
+    _copy_checkpoints(straight, tmp_path / "run", [SAVE_EVERY])
+    ckpt = tmp_path / "run" / f"checkpoint-{SAVE_EVERY}"
+    (ckpt / "trainer_state.json").unlink()
+    with pytest.raises(KoSimCSEError, match="trainer_state.json is missing"):
+        _checkpoint_to_resume(str(ckpt), str(tmp_path / "run"))
+    assert _checkpoint_to_resume(True, str(tmp_path / "run")) is None  # nothing intact: start afresh
+
+
+def test_crash_while_saving_leaves_no_checkpoint_folder(tiny, uninterrupted, tmp_path, monkeypatch):
+    """Killed half-way through writing checkpoint-8, the run shows only checkpoint-4, and resumes from it exactly."""
+    from kosimcse.training.trainer import SimCSETrainer
+
+    straight, _ = uninterrupted
+    out = tmp_path / "run"
+    real = SimCSETrainer._save_rng_state
+
+    def crash_at_8(self, output_dir):
+        if self.state.global_step == 2 * SAVE_EVERY:
+            raise KeyboardInterrupt("simulated kill while saving")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(SimCSETrainer, "_save_rng_state", crash_at_8)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_args(tiny, out))
+    monkeypatch.setattr(SimCSETrainer, "_save_rng_state", real)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{SAVE_EVERY}"]
+    # The half-written one exists only in the staging folder (its model and optimizer were written).
+    assert (out / ".staging" / f"checkpoint-{2 * SAVE_EVERY}" / "model.safetensors").is_file()
+    summary = run(tiny_args(tiny, out), resume=True)
+    assert summary["global_step"] == STEPS
+    assert_same_state(straight / f"checkpoint-{STEPS}", out / f"checkpoint-{STEPS}")
