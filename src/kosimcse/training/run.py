@@ -12,7 +12,7 @@ from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
 from kosimcse.training.data import ContrastiveCollator, sentence_dataset, triplet_dataset
-from kosimcse.training.trainer import SimCSETrainer, encode_sentences
+from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, encode_sentences, has_finite_weights
 
 BEST_DIR = "best"
 
@@ -109,6 +109,28 @@ def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: 
     return "\n".join(lines)
 
 
+def _checkpoint_to_resume(resume: str | bool | None, output_dir: str) -> str | None:
+    """``True``: the newest intact checkpoint in ``output_dir`` (damaged ones are skipped, with the reason);
+    a path: that checkpoint, refused if damaged."""
+    import logging
+
+    from kosimcse.training.checkpoints import checkpoint_problem, latest_valid_checkpoint
+
+    if not resume:
+        return None
+    if resume is True:
+        folder, skipped = latest_valid_checkpoint(output_dir)
+        for bad, why in skipped:
+            logging.getLogger(__name__).warning("skipping damaged checkpoint %s: %s", bad, why)
+        if folder is None:
+            logging.getLogger(__name__).warning("no intact checkpoint in %s; starting from scratch", output_dir)
+        return str(folder) if folder else None
+    problem = checkpoint_problem(resume)
+    if problem:
+        raise KoSimCSEError(f"cannot resume from {resume}: {problem}")
+    return str(resume)
+
+
 def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments,
           resume_from_checkpoint: str | bool | None = None) -> dict:
     """Train, keep the best checkpoint by dev cosine Spearman, export it to ``OUTPUT/best``; return a summary."""
@@ -126,10 +148,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     eval_stub = datasets.Dataset.from_dict({"sentence1": [p.sentence1 for p in evaluator.pairs[:1]]})
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, eval_dataset=eval_stub,
                             data_collator=collator, sts_evaluator=evaluator, tokenizer=tokenizer)
-    if resume_from_checkpoint is True:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        resume_from_checkpoint = get_last_checkpoint(targs.output_dir) if Path(targs.output_dir).is_dir() else None
+    resume_from_checkpoint = _checkpoint_to_resume(resume_from_checkpoint, targs.output_dir)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
     wall = time.time() - start
@@ -141,6 +160,8 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     summary["sentences_per_s"] = seen / wall if wall > 0 else None
     if trainer.is_world_process_zero():
         best = trainer.accelerator.unwrap_model(trainer.model)
+        if not has_finite_weights(best):
+            raise NonFiniteLossError(f"the final model has NaN/inf weights; not exporting it to {BEST_DIR}/")
         results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, bf16=targs.bf16)
         summary["results"] = results
         out = Path(targs.output_dir) / BEST_DIR

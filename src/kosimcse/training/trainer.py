@@ -7,6 +7,7 @@ tracking. This subclass adds only:
 - evaluation = STS on KorSTS dev (no eval loss exists for SimCSE), driving best-model selection;
 - GradCache when ``grad_cache_chunk_size`` is set;
 - a guard against non-finite losses (skip a bounded number of batches, then stop with a clear message);
+- checkpoints that appear only complete (staged, then renamed), never holding NaN/inf weights;
 - a JSONL metrics log beside TensorBoard.
 """
 
@@ -14,13 +15,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.training.checkpoints import commit_checkpoint, staging_dir
 from kosimcse.training.gradcache import grad_cache_backward
 
 
@@ -70,6 +75,7 @@ class SimCSETrainer(Trainer):
         self.sts_evaluator = sts_evaluator
         self.tokenizer_for_eval = tokenizer
         self.bad_batches = 0
+        self._staging = False
         self.add_callback(JsonlLogger(Path(self.args.output_dir) / "metrics.jsonl"))
 
     # ---- loss ------------------------------------------------------------------------------------
@@ -97,10 +103,50 @@ class SimCSETrainer(Trainer):
         return zero()
 
     def _last_checkpoint(self) -> str | None:
-        from transformers.trainer_utils import get_last_checkpoint
+        from kosimcse.training.checkpoints import latest_valid_checkpoint
 
-        out = Path(self.args.output_dir)
-        return get_last_checkpoint(str(out)) if out.is_dir() else None
+        folder, _ = latest_valid_checkpoint(self.args.output_dir)
+        return str(folder) if folder else None
+
+    # ---- checkpoints: staged, then renamed into place (see kosimcse.training.checkpoints) ----------
+    def _get_output_dir(self, trial) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return str(staging_dir(run_dir)) if getattr(self, "_staging", False) else run_dir
+
+    def _save_checkpoint(self, model, trial) -> None:
+        if not has_finite_weights(self.accelerator.unwrap_model(model)):
+            last = self._last_checkpoint()
+            raise NonFiniteLossError(
+                f"weights are NaN/inf at step {self.state.global_step}; not saving them as a checkpoint. "
+                f"Last good checkpoint: {last or 'none saved yet'}. Resume from it with a lower learning rate.")
+        run_dir = super()._get_output_dir(trial)
+        name = f"checkpoint-{self.state.global_step}"
+        staged = staging_dir(run_dir) / name
+        if self.args.should_save:
+            shutil.rmtree(staged, ignore_errors=True)  # left by a run killed mid-save
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        final = str(Path(run_dir) / name)
+        if self.state.best_model_checkpoint == str(staged):
+            self.state.best_model_checkpoint = final
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if self.args.should_save:
+            self.state.save_to_json(str(staged / "trainer_state.json"))  # with the final best path
+            commit_checkpoint(staged, run_dir)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+        if staged.is_dir():  # a node without a shared disk: its ranks' RNG files join its own checkpoint-N
+            Path(final).mkdir(parents=True, exist_ok=True)
+            for path in staged.iterdir():
+                try:
+                    os.replace(path, Path(final) / path.name)
+                except FileNotFoundError:
+                    pass  # moved by another rank of this node
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         chunk = self.args.grad_cache_chunk_size
