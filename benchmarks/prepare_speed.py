@@ -24,12 +24,17 @@ def main(argv=None) -> None:
     sources = default_sources(root)
     with tempfile.TemporaryDirectory(prefix="kosimcse-prepare-") as tmp:
         out = args.out or tmp
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         stats = prepare_corpus(sources, out, data_dir=root, workers=args.workers, progress=False)
         wall = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
         out_bytes = os.path.getsize(os.path.join(out, "sentences.txt"))
     # ru_maxrss is in KiB on Linux
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_rss_mb = usage.ru_maxrss / 1024
+    # CPU seconds (all threads) say what the job costs; wall time on a shared box also says how busy it was.
+    cpu_s = usage.ru_utime + usage.ru_stime
     totals = stats["totals"]
     kowiki = stats["sources"].get("kowiki", {})
     summary = {
@@ -38,6 +43,9 @@ def main(argv=None) -> None:
         "sentences_kept": totals["kept"],
         "sentences_per_s": round(totals["sentences"] / wall, 1),
         "kowiki_paragraphs_per_s": round(kowiki.get("paragraphs_split", 0) / wall, 1),
+        "cpu_time_s": round(cpu_s, 1),
+        "sentences_per_cpu_s": round(totals["sentences"] / cpu_s, 1),
+        "load_avg_1m_before_after": [round(load_before, 2), round(load_after, 2)],
         "peak_rss_mb": round(peak_rss_mb, 1),
         "output_mb": round(out_bytes / 2**20, 1),
         "workers": args.workers,
@@ -49,11 +57,15 @@ def main(argv=None) -> None:
         f"({stats['settings']['min_chars']}–{stats['settings']['max_chars']} chars), deduplicated, "
         f"and guarded against {', '.join(stats['settings']['eval_sets'])} "
         f"({stats['settings']['eval_sentences']:,} sentences).\n\n"
-        "| wall time (s) | sentences in | kept | sentences/s | kowiki paragraphs/s | peak RSS (MB) | output (MB) | workers |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        f"| {summary['wall_time_s']} | {summary['sentences_in']:,} | {summary['sentences_kept']:,} | "
-        f"{summary['sentences_per_s']:,} | {summary['kowiki_paragraphs_per_s']:,} | {summary['peak_rss_mb']} | "
-        f"{summary['output_mb']} | {summary['workers']} |\n\n"
+        "| wall time (s) | CPU time (s) | sentences in | kept | sentences/s | sentences/CPU-s | kowiki paragraphs/s "
+        "| peak RSS (MB) | output (MB) | workers | load avg (start, end) |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {summary['wall_time_s']} | {summary['cpu_time_s']} | {summary['sentences_in']:,} | "
+        f"{summary['sentences_kept']:,} | {summary['sentences_per_s']:,} | {summary['sentences_per_cpu_s']:,} | "
+        f"{summary['kowiki_paragraphs_per_s']:,} | {summary['peak_rss_mb']} | {summary['output_mb']} | "
+        f"{summary['workers']} | {load_before:.1f}, {load_after:.1f} |\n\n"
+        "The machine is shared by several jobs: the load average shows how contended it was; "
+        "CPU time is the cost that does not depend on that.\n\n"
         "Per source (sentences = kept + empty + too_short + too_long + duplicate + leaked; "
         "`records` are paragraphs for kowiki and sentences for the STS files):\n\n"
         + format_stats_table(stats) + "\n"
