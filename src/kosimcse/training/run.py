@@ -149,13 +149,22 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, eval_dataset=eval_stub,
                             data_collator=collator, sts_evaluator=evaluator, tokenizer=tokenizer)
     resume_from_checkpoint = _checkpoint_to_resume(resume_from_checkpoint, targs.output_dir)
+    # With eval_on_start the starting model competes in model selection too: a strong encoder
+    # (e5) can come out of a short contrastive run worse than it went in, and then we keep it as it was.
+    initial_state = ({k: v.detach().clone() for k, v in model.state_dict().items()}
+                     if targs.eval_on_start and not resume_from_checkpoint else None)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
     wall = time.time() - start
+    kept_initial = False
+    best_ckpt = trainer.state.best_model_checkpoint
+    if initial_state is not None and (best_ckpt is None or not Path(best_ckpt).is_dir()):
+        trainer.accelerator.unwrap_model(trainer.model).load_state_dict(initial_state)
+        kept_initial = True
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": trainer.state.best_model_checkpoint,
-               "best_metric": trainer.state.best_metric}
+               "best_metric": trainer.state.best_metric, "kept_initial_model": kept_initial}
     seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * max(targs.world_size, 1)
     summary["sentences_per_s"] = seen / wall if wall > 0 else None
     if trainer.is_world_process_zero():
