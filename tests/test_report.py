@@ -59,14 +59,18 @@ def run_dir(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def report(run_dir, data_dir):
+    return build_report(run_dir, before_model="base", data_dir=data_dir, sample=40, align_sample=16, dtype="fp32",
+                        device="cpu")
+
+
 def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
 
-def test_report_has_every_section_with_embedded_plots(run_dir, data_dir, tmp_path):
-    out = write_report(run_dir, out=tmp_path / "r.html", before_model="base", data_dir=data_dir, sample=40,
-                       dtype="fp32", device="cpu")
-    page = out.read_text(encoding="utf-8")
+def test_report_has_every_section_with_embedded_plots(report, run_dir):
+    page = render_html(report)
     for anchor in ("summary", "curves", "metrics", "before-after", "sts-plots", "geometry", "neighbours"):
         assert f'<section id="{anchor}">' in page, anchor
     images = _images(page)
@@ -82,12 +86,10 @@ def test_report_has_every_section_with_embedded_plots(run_dir, data_dir, tmp_pat
     assert sum(f"<h3>{q}</h3>" in queries for q in corpus) == 5
 
 
-def test_report_numbers_are_the_evaluators(run_dir, data_dir):
+def test_report_numbers_are_the_evaluators(report, run_dir, data_dir):
     from kosimcse.data.tasks import load_sts_task
     from kosimcse.inference.encoder import KoSimCSE
 
-    report = build_report(run_dir, before_model="base", data_dir=data_dir, sample=30, queries=2, k=2,
-                          dtype="fp32", device="cpu")
     data = report.data
     encoder = KoSimCSE.from_pretrained(run_dir / "best", dtype="fp32", device="cpu", max_length=64)
     expected = StsEvaluator(load_sts_task("korsts-test", data_dir=data_dir))(
@@ -99,9 +101,9 @@ def test_report_numbers_are_the_evaluators(run_dir, data_dir):
         for dataset in ("korsts-test", "domain"):
             value = data["geometry"][model][dataset]
             assert 0.0 <= value["alignment"] <= 4.0 and value["uniformity"] <= 0.0
-        assert data["geometry"][model]["domain"]["points"] == 30
-    assert data["domain_sample"] == 30
-    assert [len(e["neighbours"]) for e in data["neighbours"]["after"]] == [2, 2]
+        assert (data["geometry"][model]["domain"]["points"], data["geometry"][model]["domain"]["positive_pairs"]) == (40, 16)
+    assert data["domain_sample"] == 40
+    assert [len(e["neighbours"]) for e in data["neighbours"]["after"]] == [3] * 5
     assert data["evaluations"][-1]["eval_cosine_spearman"] == 46.0
 
 
@@ -109,8 +111,8 @@ def test_report_without_model_keeps_what_it_can(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.0}\n', encoding="utf-8")
-    report = build_report(run)
-    page = render_html(report)
+    page = write_report(run).read_text(encoding="utf-8")  # default: RUN/report.html
+    assert (run / "report.html").is_file()
     assert len(_images(page)) == 1 and '<section id="curves">' in page
     assert "no exported model" in page
     with pytest.raises(KoSimCSEError, match="neither summary.json nor metrics.jsonl"):

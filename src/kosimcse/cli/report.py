@@ -43,7 +43,9 @@ Examples:
 @click.option("--domain", "domain_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Text file (one sentence a line) for domain geometry and neighbours. Default: RUN_DIR/corpus/sentences.txt.")
 @click.option("--sample", default=500, show_default=True, type=click.IntRange(2, 2000),
-              help="Domain sentences sampled (each embedded 3 times per model: plain + 2 dropout views).")
+              help="Domain sentences sampled for uniformity and neighbours (embedded once per model).")
+@click.option("--align-sample", default=256, show_default=True, type=click.IntRange(1),
+              help="Of those, how many are embedded twice more with dropout on, for alignment.")
 @click.option("--task", default="korsts-test", show_default=True, type=click.Choice(list_tasks()),
               help="STS set for the before/after table, scatter, histograms and STS geometry.")
 @click.option("--queries", default=5, show_default=True, type=click.IntRange(0), help="Nearest-neighbour example queries.")
@@ -55,8 +57,8 @@ Examples:
               help="Read the STS task from this data folder instead of the embedded copy.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the samples and dropout views.")
 @click.option("--json", "as_json", is_flag=True, help="Also print the measured numbers as JSON on stdout.")
-def command(run_dir, out_path, before_model, domain_path, sample, task, queries, batch_size, bf16, device, data_dir,
-            seed, as_json):
+def command(run_dir, out_path, before_model, domain_path, sample, align_sample, task, queries, batch_size, bf16,
+            device, data_dir, seed, as_json):
     """Write an HTML report for a `kosimcse train` output folder: run summary, loss and dev curves,
     8-metric tables, before/after comparison, gold-vs-cosine scatter, similarity histograms,
     alignment/uniformity and nearest-neighbour examples. Plots are embedded; the file stands alone."""
@@ -64,8 +66,9 @@ def command(run_dir, out_path, before_model, domain_path, sample, task, queries,
 
     dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
     report = build_report(run_dir, before_model=before_model, domain_texts=domain_path, task=task, sample=sample,
-                          queries=queries, batch_size=batch_size, device=device, dtype=dtype, data_dir=data_dir,
-                          seed=seed, progress=lambda message: click.echo(message, err=True))
+                          align_sample=align_sample, queries=queries, batch_size=batch_size, device=device,
+                          dtype=dtype, data_dir=data_dir, seed=seed,
+                          progress=lambda message: click.echo(message, err=True))
     out = out_path or run_dir / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(report), encoding="utf-8")

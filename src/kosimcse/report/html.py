@@ -17,6 +17,8 @@ from kosimcse.errors import KoSimCSEError
 
 DEFAULT_TASK = "korsts-test"
 DEFAULT_SAMPLE = 500
+# Dropout views cost two more passes per model; alignment is a plain mean over pairs, and a few hundred pin it down.
+DEFAULT_ALIGN_SAMPLE = 256
 MAX_SAMPLE = 2000
 
 _SUMMARY_FIELDS = (
@@ -111,13 +113,13 @@ def _random_pair_cosines(embeddings: np.ndarray, n: int, seed: int) -> np.ndarra
 
 
 def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = DEFAULT_TASK,
-                 sample: int = DEFAULT_SAMPLE, queries: int = 5, k: int = 3, random_pairs: int = 2000,
-                 batch_size: int = 64, device: str | None = None, dtype: str = "auto", data_dir=None,
+                 sample: int = DEFAULT_SAMPLE, align_sample: int = DEFAULT_ALIGN_SAMPLE, queries: int = 5, k: int = 3,
+                 random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto", data_dir=None,
                  seed: int = 0, progress=None) -> Report:
     """Read a run folder, embed a bounded amount of text with its exported model (and ``before_model``), measure.
 
-    Encoding is bounded: the ``task`` STS set once per model, and ``sample`` (<= 2000) domain
-    sentences three times per model (inference embeddings plus two dropout views). ``domain_texts``
+    Encoding is bounded: the ``task`` STS set once per model, ``sample`` (<= 2000) domain sentences
+    once per model, and the first ``align_sample`` of them twice more, with dropout on, for alignment. ``domain_texts``
     is a text file (one sentence a line) or a list of sentences; by default ``RUN/corpus/sentences.txt``.
     ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from (summary.json).
     """
@@ -129,6 +131,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
         raise KoSimCSEError(f"run folder not found: {run_dir}")
     if not 2 <= sample <= MAX_SAMPLE:
         raise KoSimCSEError(f"sample must be between 2 and {MAX_SAMPLE}, not {sample}")
+    if align_sample < 1:
+        raise KoSimCSEError(f"align_sample must be at least 1, not {align_sample}")
     summary = _load_summary(run_dir)
     records, bad_lines = read_metrics(run_dir / "metrics.jsonl")
     if not summary and not records:
@@ -160,6 +164,7 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
 
     from kosimcse.data.tasks import load_sts_task
     from kosimcse.evaluation import geometry
+    from kosimcse.evaluation.similarity import pairwise_cosine
     from kosimcse.evaluation.sts import sts_metrics
     from kosimcse.inference.encoder import KoSimCSE
 
@@ -205,6 +210,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
             report.notes.append(f"domain sample has {len(domain)} sentence(s): domain geometry left out")
             domain = []
     report.data["domain_sample"] = len(domain)
+    align_texts = [domain[i] for i in sorted(np.random.default_rng(seed + 2).choice(
+        len(domain), size=min(align_sample, len(domain)), replace=False))] if domain else []
 
     sts_metrics_by_model, scatter, histograms, geometry_points, domain_embeddings = {}, {}, {}, {}, {}
     for name, encoder in models.items():
@@ -212,8 +219,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
         start = time.perf_counter()
         embeddings = encoder.encode(sentences, batch_size=batch_size, show_progress=False)
         timings[f"{name}_{task}_s"] = time.perf_counter() - start
-        from kosimcse.evaluation.similarity import pairwise_cosine
-
         cosine = np.asarray(pairwise_cosine(embeddings[left], embeddings[right]))
         sts_metrics_by_model[name] = sts_metrics(embeddings[left], embeddings[right], gold)
         scatter[name] = (gold, cosine)
@@ -221,10 +226,10 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
         geometry_points[name] = {task: geometry.sts_geometry(pairs, embeddings=dict(zip(sentences, embeddings)),
                                                              max_points=MAX_SAMPLE, seed=seed)}
         if domain:
-            say(f"{name}: embedding {len(domain)} domain sentences (plain + 2 dropout views)")
+            say(f"{name}: embedding {len(domain)} domain sentences (+ 2 dropout views of {len(align_texts)})")
             start = time.perf_counter()
             plain = encoder.encode(domain, batch_size=batch_size, show_progress=False)
-            view1, view2 = geometry.dropout_views(encoder, domain, batch_size=batch_size, seed=seed)
+            view1, view2 = geometry.dropout_views(encoder, align_texts, batch_size=batch_size, seed=seed)
             timings[f"{name}_domain_s"] = time.perf_counter() - start
             geometry_points[name]["domain"] = geometry.corpus_geometry(view1, view2, plain, max_points=MAX_SAMPLE,
                                                                        seed=seed)
@@ -265,6 +270,8 @@ img { max-width: 100%; border: 1px solid #eee; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .4em .8em; }
 .muted { color: #666; font-size: .9em; }
 nav a { margin-right: 1em; }
+table.nn { width: 100%; table-layout: fixed; }
+table.nn td { vertical-align: top; }
 """
 
 
@@ -356,13 +363,15 @@ def render_html(report: Report, title: str | None = None) -> str:
 
     geometry = data.get("geometry") or {}
     if geometry:
-        header = "<tr><th>Model</th><th>Data</th><th>Alignment</th><th>Uniformity</th><th>Positive pairs</th><th>Points</th><th>Positives are</th></tr>"
+        columns = ("Model", "Data", "Alignment", "Uniformity", "Positive pairs", "Points", "Positives are")
+        header = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
         cells = ""
         for name, per in geometry.items():
-            for dataset, value in per.items():
-                cells += (f"<tr><td>{_esc(name)}</td><td>{_esc(dataset)}</td><td class='num'>{_small(value['alignment'])}</td>"
-                          f"<td class='num'>{_small(value['uniformity'])}</td><td class='num'>{value['positive_pairs']}</td>"
-                          f"<td class='num'>{value['points']}</td><td>{_esc(value['positives'])}</td></tr>")
+            for dataset, v in per.items():
+                cells += (f"<tr><td>{_esc(name)}</td><td>{_esc(dataset)}</td>"
+                          f"<td class='num'>{_small(v['alignment'])}</td><td class='num'>{_small(v['uniformity'])}</td>"
+                          f"<td class='num'>{v['positive_pairs']}</td><td class='num'>{v['points']}</td>"
+                          f"<td>{_esc(v['positives'])}</td></tr>")
         body = ("<p>Wang &amp; Isola (2020) on L2-normalised embeddings; lower is better for both. Alignment: mean "
                 "squared distance of positive pairs (0-4). Uniformity: log of the mean Gaussian potential "
                 "exp(-2 d<sup>2</sup>) over pairs of distinct sentences (0 = collapsed).</p>"
@@ -378,7 +387,7 @@ def render_html(report: Report, title: str | None = None) -> str:
         body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
                 "left out). Each cell: cosine, then the neighbour.</p>")
         for i, example in enumerate(neighbours[names[-1]]):
-            body += f"<h3>{_esc(example['query'])}</h3><table><tr>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
+            body += f"<h3>{_esc(example['query'])}</h3><table class='nn'><tr>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
             depth = max(len(neighbours[n][i]["neighbours"]) for n in names)
             for rank in range(depth):
                 body += "<tr>"

@@ -102,7 +102,7 @@ def similarity_histograms(models: Mapping[str, tuple[np.ndarray, np.ndarray, np.
     colours = ("#313695", "#4575b4", "#74add1", "#f46d43", "#a50026")
     for ax, (name, (gold, cosine, random_cosine)) in zip(axes, models.items()):
         # Bins over the observed range: an anisotropic model puts everything in [0.7, 1], a fixed [0, 1] grid would hide it.
-        bins = np.histogram_bin_edges(np.concatenate([cosine, random_cosine]), bins=40)
+        bins = np.histogram_bin_edges(np.concatenate([cosine, random_cosine]), bins=25)
         for (lo, hi), colour in zip(SCORE_BUCKETS, colours):
             inside = (gold >= lo) & ((gold < hi) if hi < 5 else (gold <= hi))
             if inside.any():
@@ -136,8 +136,12 @@ def geometry_plot(points: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Fi
         for j, dataset in enumerate(datasets):
             if dataset in per_model:
                 value = per_model[dataset]
-                ax.scatter(value["uniformity"], value["alignment"], s=70, color=_MODEL_COLOURS[i % len(_MODEL_COLOURS)],
-                           marker=markers[j % len(markers)], label=f"{model} / {dataset}", zorder=3)
+                colour = _MODEL_COLOURS[i % len(_MODEL_COLOURS)]
+                # The first model hollow and larger, so an unchanged point stays visible under the last one.
+                style = dict(s=150, facecolors="none", edgecolors=colour, linewidths=2) if i == 0 and len(points) > 1 \
+                    else dict(s=60, color=colour)
+                ax.scatter(value["uniformity"], value["alignment"], marker=markers[j % len(markers)],
+                           label=f"{model} / {dataset}", zorder=3, **style)
     names = list(points)
     if len(names) >= 2:
         first, last = points[names[0]], points[names[-1]]
