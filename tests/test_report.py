@@ -121,6 +121,15 @@ def test_report_without_model_keeps_what_it_can(tmp_path):
         build_report(run, sample=5000)
 
 
+def test_curves_survive_nan_evaluations():
+    from kosimcse.report.plots import png_bytes, training_curves
+
+    records = [{"step": 1, "loss": 2.0}, {"step": 2, "eval_cosine_spearman": float("nan")},
+               {"step": 4, "eval_cosine_spearman": 12.0}, {"step": 6, "eval_cosine_spearman": float("nan")}]
+    assert png_bytes(training_curves(records)).startswith(PNG_MAGIC)
+    assert png_bytes(training_curves(records[-1:])).startswith(PNG_MAGIC)
+
+
 def test_read_metrics_counts_bad_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n[1, 2]\nnot json\n\n{"step": 2}\n', encoding="utf-8")

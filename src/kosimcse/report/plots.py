@@ -2,8 +2,8 @@
 
 Every function returns a ``matplotlib.figure.Figure``; ``png_bytes`` renders and frees it. Figures
 are built on ``Figure`` objects directly, so no GUI backend or global pyplot state is touched.
-Plot text stays ASCII: the default fonts have no Hangul glyphs (``fc-list :lang=ko`` is empty
-on the machines this was written on), and Korean examples go into the HTML instead.
+Plot text stays ASCII: matplotlib's default DejaVu fonts have no Hangul glyphs and many machines
+have no Korean font at all (``fc-list :lang=ko`` empty), so Korean examples go into the HTML instead.
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ def training_curves(records: Sequence[Mapping], metric: str = "eval_cosine_spear
     if dev:
         steps, values = zip(*dev)
         ax_dev.plot(steps, values, color="#1f77b4", marker="o", ms=4, lw=1.5)
-        best = int(np.nanargmax(values))
-        ax_dev.scatter([steps[best]], [values[best]], s=120, facecolors="none", edgecolors="#d62728", lw=2,
-                       zorder=3, label=f"best {values[best]:.2f} @ step {steps[best]}")
-        ax_dev.legend(loc="lower right")
+        finite = [i for i, v in enumerate(values) if np.isfinite(v)]  # a collapsed model evaluates to NaN
+        if finite:
+            best = max(finite, key=values.__getitem__)
+            ax_dev.scatter([steps[best]], [values[best]], s=120, facecolors="none", edgecolors="#d62728", lw=2,
+                           zorder=3, label=f"best {values[best]:.2f} @ step {steps[best]}")
+            ax_dev.legend(loc="lower right")
     label = metric.removeprefix("eval_").replace("_", " ")
     ax_dev.set_title(f"Dev {label} (x100)" if dev else f"Dev {label} (no evaluations)")
     ax_dev.set_xlabel("step")
