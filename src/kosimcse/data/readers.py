@@ -8,7 +8,6 @@ Nothing is ever dropped silently: a skip is always counted, with the first few l
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
