@@ -19,10 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kosimcse.modeling.losses import InfoNCELoss
+from kosimcse.modeling.losses import build_loss
+from kosimcse.modeling.objectives import DEFAULT_PROMPT, MomentumEncoder, pool_at_mask
 from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
 
 CONFIG_NAME = "kosimcse_config.json"
+# PromptBERT pooling: the sentence goes into ``prompt_template`` and the [MASK] state is its vector.
+PROMPT_POOLER = "prompt"
 HEAD_DIR = "2_Dense"
 
 
@@ -39,11 +42,22 @@ class SimCSEConfig:
     mlm_weight: float = 0.0
     prefix: str = ""
     max_length: int = 64
+    # Which loss (see ``losses.build_loss``): infonce, esimcse (+ momentum queue), cosent or angle (STS scores).
+    loss: str = "infonce"
+    loss_scale: float = 20.0
+    queue_size: int = 0
+    momentum: float = 0.995
+    prompt_template: str = ""
+    mask_token_id: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
+    def is_prompt(self) -> bool:
+        return self.pooler == PROMPT_POOLER
+
+    @property
     def uses_head(self) -> bool:
-        return canonical_pooler(self.pooler) == "cls"
+        return not self.is_prompt and canonical_pooler(self.pooler) == "cls"
 
     @property
     def head_at_inference(self) -> bool:
@@ -67,13 +81,22 @@ class SimCSEModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, config: SimCSEConfig, mlm_head: nn.Module | None = None):
         super().__init__()
-        canonical_pooler(config.pooler)  # fail early on a typo
+        if config.is_prompt:
+            config.prompt_template = config.prompt_template or DEFAULT_PROMPT
+            if config.mask_token_id is None:
+                raise ValueError("prompt pooling needs mask_token_id (the tokenizer's [MASK] id)")
+        else:
+            canonical_pooler(config.pooler)  # fail early on a typo
         self.encoder = encoder
         self.config = config
         hidden = encoder.config.hidden_size
         self.head = MLPHead(hidden) if config.uses_head else None
         self.mlm_head = mlm_head
-        self.loss_fn = InfoNCELoss(config.temperature, config.hard_negative_weight)
+        self.loss_fn = build_loss(config.loss, config.temperature, config.hard_negative_weight, config.loss_scale,
+                                  config.queue_size, hidden)
+        # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
+        self.momentum_encoder = (MomentumEncoder(encoder, config.momentum)
+                                 if config.loss == "esimcse" and config.queue_size > 0 else None)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -124,18 +147,26 @@ class SimCSEModel(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.encoder(**kwargs, output_hidden_states=needs_hidden_states(self.config.pooler), return_dict=True)
-        vectors = pool(self.config.pooler, attention_mask, out.last_hidden_state, out.hidden_states)
+        vectors = self._pool(self.encoder, kwargs)
         if with_head is None:
             with_head = self.training or self.config.head_at_inference
         if self.head is not None and with_head:
             vectors = self.head(vectors)
         return vectors
 
+    def _pool(self, encoder: nn.Module, inputs: dict) -> torch.Tensor:
+        if self.config.is_prompt:
+            out = encoder(**inputs, return_dict=True)
+            return pool_at_mask(out.last_hidden_state, inputs["input_ids"], self.config.mask_token_id)
+        out = encoder(**inputs, output_hidden_states=needs_hidden_states(self.config.pooler), return_dict=True)
+        return pool(self.config.pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 mlm_input_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
-                embed_only: bool = False):
+                scores: torch.Tensor | None = None, embed_only: bool = False):
         """Contrastive loss over ``[batch, views, length]`` inputs; returns ``{"loss", "embeddings"}``.
+
+        ``scores`` (gold STS scores, one per pair) go to score losses (CoSENT/AnglE) with views=2.
 
         ``embed_only`` returns just the vectors of a flat ``[rows, length]`` batch (GradCache uses it so
         that its re-embedding passes still go through DDP's forward).
@@ -145,10 +176,25 @@ class SimCSEModel(nn.Module):
         batch, views, length = input_ids.shape
         flat = lambda t: None if t is None else t.reshape(batch * views, length)  # noqa: E731
         vectors = self.embed(flat(input_ids), flat(attention_mask), flat(token_type_ids)).view(batch, views, -1)
-        loss = self.loss_fn(*(vectors[:, v] for v in range(views)))
+        loss = self.loss_fn(*(vectors[:, v] for v in range(views)), *(() if scores is None else (scores,)))
+        if self.momentum_encoder is not None and self.training:
+            self._refresh_queue(flat(input_ids)[::views], flat(attention_mask)[::views],
+                                None if token_type_ids is None else flat(token_type_ids)[::views])
         if self.mlm_head is not None and mlm_input_ids is not None and self.config.mlm_weight > 0:
-            loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, flat(attention_mask)[: batch], mlm_labels)
+            loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, attention_mask[:, 0], mlm_labels)
         return {"loss": loss, "embeddings": vectors}
+
+    @torch.no_grad()
+    def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:
+        """ESimCSE: step the EMA encoder, then queue its embeddings of this batch's sentences for later batches."""
+        self.momentum_encoder.update(self.encoder)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        vectors = self._pool(self.momentum_encoder.encoder, inputs)
+        if self.head is not None:
+            vectors = self.head(vectors)
+        self.loss_fn.enqueue(vectors)
 
     def mlm_loss(self, mlm_input_ids: torch.Tensor, attention_mask: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=mlm_input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
@@ -165,16 +211,17 @@ class SimCSEModel(nn.Module):
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        pooler = canonical_pooler(self.config.pooler)
         encoder = self.encoder
-        if needs_hidden_states(pooler):
+        if not self.config.is_prompt and needs_hidden_states(self.config.pooler):
             # sentence-transformers' WeightedLayerPooling reads all layers only if the encoder returns them.
             encoder.config.output_hidden_states = True
         encoder.save_pretrained(path, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
         (path / CONFIG_NAME).write_text(json.dumps(asdict(self.config), ensure_ascii=False, indent=2), encoding="utf-8")
-        _write_sentence_transformers_modules(path, self, tokenizer)
+        if not self.config.is_prompt:
+            # sentence-transformers has no prompt-template pooling; such a folder loads with kosimcse only.
+            _write_sentence_transformers_modules(path, self, tokenizer)
         if model_card is not None:
             (path / "README.md").write_text(model_card, encoding="utf-8")
         return path

@@ -20,11 +20,19 @@ from kosimcse.errors import KoSimCSEError
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, local folder, or 'e5-small-airgap'."})
-    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2."})
+    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt."})
     mlp_only_train: bool = field(default=False, metadata={"help": "Train with the MLP head, embed without it (unsup SimCSE)."})
     temperature: float = 0.05
     hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
     mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
+    loss: str = field(default="auto", metadata={"help": "infonce, esimcse, cosent, angle; auto: cosent for objective sts, "
+                                                        "esimcse for objective esimcse, else infonce."})
+    loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
+    queue_size: int = field(default=0, metadata={"help": "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches)."})
+    momentum: float = field(default=0.995, metadata={"help": "ESimCSE momentum encoder EMA factor."})
+    dup_rate: float = field(default=0.32, metadata={"help": "ESimCSE word repetition rate of the positive view."})
+    prompt_template: str = field(default="", metadata={"help": "pooler prompt: template with [X] and [MASK] "
+                                                               "(default: Korean PromptBERT template)."})
     prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
     max_length: int = 32
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
@@ -34,7 +42,10 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    objective: str = field(default="unsup", metadata={"help": "unsup (sentences) or sup (NLI triplets)."})
+    objective: str = field(default="unsup", metadata={"help": "unsup (sentences), esimcse (sentences), sup (NLI "
+                                                              "triplets) or sts (scored pairs: KorSTS + KLUE-STS train)."})
+    sts_files: list[str] = field(default_factory=list, metadata={"help": "sts: training pair files (KorSTS .tsv or KLUE-STS "
+                                                                         ".csv); default KorSTS train + KLUE-STS train."})
     train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
     nli_file: str | None = field(default=None, metadata={"help": "sup: KLUE-NLI train (DACON CP949 CSV) or KLUE-NLI JSON."})
     prepare_sources: list[str] = field(default_factory=list, metadata={"help": "If train_file is absent: extra (domain) sources to prepare."})

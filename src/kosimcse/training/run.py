@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -11,13 +12,32 @@ import torch
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
-from kosimcse.training.data import ContrastiveCollator, sentence_dataset, triplet_dataset
+from kosimcse.training.data import ContrastiveCollator, sentence_dataset, sts_pair_dataset, triplet_dataset
 from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, encode_sentences, has_finite_weights
 
 BEST_DIR = "best"
 
 
-def build_model(margs: ModelArguments):
+OBJECTIVES = {"unsup": "infonce", "sup": "infonce", "esimcse": "esimcse", "sts": "cosent"}
+SCORE_LOSSES = ("cosent", "angle")
+
+
+def resolve_loss(margs: ModelArguments, objective: str) -> str:
+    """The loss for an objective (``loss: auto``), refusing combinations whose inputs do not fit."""
+    if objective not in OBJECTIVES:
+        raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    loss = OBJECTIVES[objective] if margs.loss == "auto" else margs.loss
+    from kosimcse.modeling.losses import LOSSES
+
+    if loss not in LOSSES:
+        raise KoSimCSEError(f"unknown loss {loss!r}; choose auto or one of {', '.join(LOSSES)}")
+    if (objective == "sts") != (loss in SCORE_LOSSES):
+        raise KoSimCSEError(f"loss {loss!r} does not fit objective {objective!r}: "
+                            f"STS scores train with {' or '.join(SCORE_LOSSES)}, the other objectives with infonce/esimcse")
+    return loss
+
+
+def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int = 64):
     """Resolve the model id (Hub, local folder or air-gapped alias) and wrap it for SimCSE."""
     from transformers import AutoTokenizer
 
@@ -25,11 +45,16 @@ def build_model(margs: ModelArguments):
 
     path = resolve_model(margs.model_name_or_path, allow_pickle=margs.allow_pickle,
                          trust_remote_code=margs.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
+    loss = resolve_loss(margs, objective)
     config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, temperature=margs.temperature,
                           hard_negative_weight=margs.hard_negative_weight, mlm_weight=margs.mlm_weight,
-                          prefix=margs.prefix, max_length=margs.max_length)
+                          prefix=margs.prefix, max_length=margs.max_length, loss=loss, loss_scale=margs.loss_scale,
+                          # ESimCSE's queue: a couple of batches of past sentences by default.
+                          queue_size=(margs.queue_size or 2 * batch_size) if loss == "esimcse" else 0,
+                          momentum=margs.momentum, prompt_template=margs.prompt_template,
+                          mask_token_id=tokenizer.mask_token_id)
     model = SimCSEModel.from_encoder(path, config, trust_remote_code=margs.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
     if margs.freeze_embeddings:
         # For big-vocabulary encoders (e5: 96M of 118M weights are the token matrix) AdamW on the
         # embedding matrix dominates a CPU step; freezing it is much faster and keeps the vocabulary
@@ -39,14 +64,38 @@ def build_model(margs: ModelArguments):
 
 
 def build_train_dataset(dargs: DataArguments, targs: SimCSETrainingArguments):
-    if dargs.objective == "unsup":
+    if dargs.objective in ("unsup", "esimcse"):
         train_file = dargs.train_file
         if train_file is None:
             train_file = _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus")
         return sentence_dataset(train_file, limit=dargs.max_train_sentences, seed=targs.seed)
     if dargs.objective == "sup":
         return triplet_dataset(_read_triplets(dargs), limit=dargs.max_train_sentences, seed=targs.seed)
-    raise KoSimCSEError(f"objective must be 'unsup' or 'sup', not {dargs.objective!r}")
+    if dargs.objective == "sts":
+        return sts_pair_dataset(_read_sts_pairs(dargs), limit=dargs.max_train_sentences, seed=targs.seed)
+    raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {dargs.objective!r}")
+
+
+def _read_sts_pairs(dargs: DataArguments):
+    """KorSTS train + KLUE-STS train by default; the dev/test files are evaluation data and never read here."""
+    from kosimcse.data import readers
+    from kosimcse.paths import data_dir
+
+    root = data_dir(dargs.data_dir)
+    files = [Path(f) for f in dargs.sts_files] or [root / "korsts" / "sts-train.tsv",
+                                                    root / "klue-sts" / "klue_sts_train.csv"]
+    held_out = _evaluation_files(dargs)
+    pairs = []
+    for path in files:
+        if path.resolve() in held_out or {"dev", "test", "val", "validation"} & set(re.split(r"[_\-.]", path.stem.lower())):
+            raise KoSimCSEError(f"{path} is an evaluation set; STS training reads train files only")
+        if path.suffix == ".tsv":
+            pairs.extend(readers.read_korsts(path))
+        elif path.suffix == ".json":
+            pairs.extend(readers.read_klue_sts_json(path))
+        else:
+            pairs.extend(readers.read_klue_sts_csv(path))
+    return pairs
 
 
 def _read_triplets(dargs: DataArguments):
@@ -62,6 +111,20 @@ def _read_triplets(dargs: DataArguments):
     else:
         pairs = readers.read_xnli_tsv(path)
     return build_triplets(list(pairs))
+
+
+def _evaluation_files(dargs: DataArguments) -> set[Path]:
+    from kosimcse.data.tasks import list_tasks, task_path
+    from kosimcse.paths import data_dir
+
+    held_out = set()
+    for name in list_tasks():
+        for root in (None, data_dir(dargs.data_dir)):  # the embedded copy and the data folder's
+            try:
+                held_out.add(task_path(name, root).resolve())
+            except KoSimCSEError:
+                continue
+    return held_out
 
 
 def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
@@ -137,11 +200,15 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     from transformers import set_seed
 
     set_seed(targs.seed)
-    model, tokenizer, resolved = build_model(margs)
+    model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
+    if model.config.loss == "esimcse" and targs.grad_cache_chunk_size:
+        raise KoSimCSEError("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
     train_dataset = build_train_dataset(dargs, targs)
     evaluator = build_evaluator(dargs)
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
-                                   mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0)
+                                   mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
+                                   dup_rate=margs.dup_rate if dargs.objective == "esimcse" else 0.0,
+                                   template=model.config.prompt_template if model.config.is_prompt else "")
     import datasets
 
     # The Trainer insists on an eval dataset when evaluating by steps; ours is the dev pairs themselves.

@@ -52,6 +52,9 @@ def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 1
     """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal."""
     import contextlib
 
+    from kosimcse.modeling.objectives import encode_batch
+
+    template = model.config.prompt_template if getattr(model.config, "is_prompt", False) else ""
     order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
     device = device or next(model.parameters()).device
     out = [None] * len(sentences)
@@ -60,8 +63,7 @@ def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 1
     with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
         for s in range(0, len(order), batch_size):
             idx = order[s: s + batch_size]
-            enc = tokenizer([prefix + sentences[i] for i in idx], padding=True, truncation=True,
-                            max_length=max_length, return_tensors="pt").to(device)
+            enc = encode_batch(tokenizer, [sentences[i] for i in idx], max_length, prefix, template).to(device)
             vecs = model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).float().cpu().numpy()
             for i, v in zip(idx, vecs):
                 out[i] = v
@@ -164,7 +166,8 @@ class SimCSETrainer(Trainer):
 
         def loss_on(reps):
             reps = reps.view(batch, views, -1)
-            loss = core.loss_fn(*(reps[:, v] for v in range(views)))
+            scores = (inputs["scores"],) if "scores" in inputs else ()  # CoSENT/AnglE
+            loss = core.loss_fn(*(reps[:, v] for v in range(views)), *scores)
             return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
 
         no_sync = getattr(model, "no_sync", None) or _nullcontext

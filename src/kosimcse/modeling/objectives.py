@@ -1,0 +1,116 @@
+"""Pieces of the objectives beyond plain SimCSE: ESimCSE's momentum encoder and word repetition, PromptBERT's prompt."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+# PromptBERT's 'This sentence : "[X]" means [MASK] .' in Korean; the [MASK] state is the sentence vector.
+DEFAULT_PROMPT = '이 문장 : "[X]" 의 의미는 [MASK] 이다.'
+
+
+class MomentumEncoder(nn.Module):
+    """An EMA copy of the encoder (ESimCSE); it embeds sentences for the negative queue, without gradients.
+
+    It stays in eval mode (no dropout) whatever ``train()`` says, so its embeddings are the EMA model's own.
+    """
+
+    def __init__(self, encoder: nn.Module, momentum: float = 0.995):
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError("momentum must be in [0, 1)")
+        self.momentum = momentum
+        self.encoder = copy.deepcopy(encoder)
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @torch.no_grad()
+    def update(self, online: nn.Module) -> None:
+        """``ema = m * ema + (1 - m) * online`` for every parameter."""
+        for ema, param in zip(self.encoder.parameters(), online.parameters()):
+            ema.lerp_(param.detach().to(ema.dtype), 1.0 - self.momentum)
+
+    def forward(self, **inputs):
+        with torch.no_grad():
+            return self.encoder(**inputs, return_dict=True)
+
+
+def repeat_words(ids: list[int], dup_rate: float, generator: torch.Generator | None = None) -> list[int]:
+    """ESimCSE's word repetition: duplicate a random ``0..max(2, dup_rate * n)`` of the n inner tokens in place.
+
+    ``ids`` holds the tokens without special tokens; the length changes but not the meaning, so the
+    positive no longer shares the anchor's length (SimCSE's length shortcut).
+    """
+    n = len(ids)
+    if n == 0 or dup_rate <= 0:
+        return list(ids)
+    dup_len = int(torch.randint(0, max(2, int(dup_rate * n)) + 1, (1,), generator=generator))
+    picked = set(torch.randperm(n, generator=generator)[: min(dup_len, n)].tolist())
+    out: list[int] = []
+    for i, token in enumerate(ids):
+        out.append(token)
+        if i in picked:
+            out.append(token)
+    return out
+
+
+def encode_batch(tokenizer, texts: list[str], max_length: int, prefix: str = "", template: str = "",
+                 dup_rate: float = 0.0, generator: torch.Generator | None = None) -> dict:
+    """Tokenise ``texts`` like the rest of the toolkit, optionally inside a prompt template or with word repetition.
+
+    With a template, only the sentence is truncated so the template (and its [MASK]) always survives.
+    """
+    if not template and dup_rate <= 0:
+        return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
+                         return_tensors="pt")
+    head, tail = _template_parts(tokenizer, template)
+    head = (tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []) + head
+    lead, trail = _special_wrap(tokenizer)
+    budget = max(max_length - len(lead) - len(trail) - len(head) - len(tail), 1)
+    rows = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if dup_rate > 0:
+            ids = repeat_words(ids, dup_rate, generator)
+        rows.append({"input_ids": lead + head + ids[:budget] + tail + trail})
+    batch = tokenizer.pad(rows, padding=True, return_tensors="pt")
+    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in batch:
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    return batch
+
+
+def _special_wrap(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a single sentence gets before and after it ([CLS] … [SEP], <s> … </s>)."""
+    empty = tokenizer("", add_special_tokens=True)["input_ids"]
+    starts = {tokenizer.cls_token_id, tokenizer.bos_token_id} - {None}
+    lead = empty[:1] if empty and empty[0] in starts else []
+    return lead, empty[len(lead):]
+
+
+def _template_parts(tokenizer, template: str) -> tuple[list[int], list[int]]:
+    if not template:
+        return [], []
+    if template.count("[X]") != 1 or "[MASK]" not in template:
+        raise ValueError(f"a prompt template needs one [X] and a [MASK]: {template!r}")
+    head, tail = template.split("[X]")
+    mask = tokenizer.mask_token
+    if mask is None:
+        raise ValueError("prompt pooling needs a tokenizer with a mask token")
+    encode = lambda s: tokenizer(s.replace("[MASK]", mask), add_special_tokens=False)["input_ids"]  # noqa: E731
+    return encode(head), encode(tail)
+
+
+def pool_at_mask(last_hidden_state: torch.Tensor, input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """The hidden state at the template's [MASK] (its last one, since the sentence comes before it)."""
+    is_mask = input_ids == mask_token_id
+    if not bool(is_mask.any(dim=1).all()):
+        raise ValueError("a row has no [MASK] token: prompt pooling needs the prompt template applied")
+    positions = torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)
+    last = torch.where(is_mask, positions, torch.full_like(positions, -1)).max(dim=1).values
+    return last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), last]

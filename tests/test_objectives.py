@@ -1,0 +1,304 @@
+"""Objectives beyond plain SimCSE: CoSENT/AnglE, ESimCSE (word repetition + momentum queue), prompt pooling, MLM."""
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from transformers import AutoTokenizer
+
+from helpers import make_tiny_model_dir
+from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.losses import AnglELoss, CoSENTLoss, InfoNCELoss, QueueInfoNCELoss
+from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+from kosimcse.modeling.objectives import DEFAULT_PROMPT, encode_batch, pool_at_mask, repeat_words
+from kosimcse.training.data import ContrastiveCollator, sts_pair_dataset
+
+SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
+             "오늘 날씨가 정말 좋네요.", "아이들이 공원에서 뛰어 놀고 있다.", "그 영화는 생각보다 재미있었다."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core box: a second torch thread only adds contention (measured 40x slower steps).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny"), hidden=32, layers=2, heads=2)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny):
+    return AutoTokenizer.from_pretrained(tiny)
+
+
+def _inputs(seed=0, n=10, dim=8):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+    scores = torch.tensor([0.0, 1.0, 1.0, 2.5, 3.0, 5.0, 4.0, 0.2, 3.0, 1.0])[:n]  # ties included
+    return a, b, scores
+
+
+def reference_cosent(sims, scores, scale=20.0):
+    """log(1 + sum over pairs (i, j) with score_i > score_j of exp(scale * (sim_j - sim_i))), by loops."""
+    terms = [scale * (float(sims[j]) - float(sims[i]))
+             for i in range(len(sims)) for j in range(len(sims)) if scores[i] > scores[j]]
+    m = max(terms + [0.0])
+    return m + math.log(math.exp(-m) + sum(math.exp(t - m) for t in terms))
+
+
+def test_cosent_matches_loop_reference():
+    a, b, scores = _inputs()
+    sims = torch.nn.functional.cosine_similarity(a, b)
+    assert float(CoSENTLoss()(a, b, scores)) == pytest.approx(reference_cosent(sims, scores), rel=1e-5)
+
+
+@pytest.mark.parametrize("ours,theirs_name", [(CoSENTLoss, "CoSENTLoss"), (AnglELoss, "AnglELoss")])
+@pytest.mark.parametrize("dim", [8, 7])  # odd dimensions are padded for AnglE's complex pairing
+def test_score_losses_equal_sentence_transformers(ours, theirs_name, dim):
+    from sentence_transformers.sentence_transformer import losses
+
+    a, b, scores = _inputs(seed=dim, dim=dim)
+    theirs = getattr(losses, theirs_name)(torch.nn.Linear(1, 1), scale=20.0)
+    expected = theirs.compute_loss_from_embeddings([a, b], scores)
+    torch.testing.assert_close(ours(20.0)(a, b, scores), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cosent_is_zero_ish_when_similarities_follow_scores_and_large_when_reversed():
+    scores = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    angle = torch.tensor([3.0, 2.0, 1.0, 0.0])  # cosine rises with score
+    a = torch.stack([torch.ones(4), torch.zeros(4)], 1)
+    b = torch.stack([torch.cos(angle), torch.sin(angle)], 1)
+    good = CoSENTLoss()(a, b, scores)
+    bad = CoSENTLoss()(a, b, scores.flip(0))
+    assert float(good) < 0.01 < 5.0 < float(bad)
+
+
+def test_score_losses_pass_gradients_to_both_sides():
+    a, b, scores = _inputs()
+    for loss_cls in (CoSENTLoss, AnglELoss):
+        x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+        loss_cls()(x, y, scores).backward()
+        assert x.grad.abs().sum() > 0 and y.grad.abs().sum() > 0
+
+
+def test_queue_loss_equals_infonce_with_the_queue_as_extra_negatives():
+    g = torch.Generator().manual_seed(3)
+    a, p, past = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), torch.randn(6, 8, generator=g)
+    loss = QueueInfoNCELoss(0.05, queue_size=6, dim=8)
+    torch.testing.assert_close(loss(a, p), InfoNCELoss(0.05)(a, p))  # empty queue: plain SimCSE
+    loss.enqueue(past[:4])
+    loss.enqueue(past[4:])
+    assert int(loss.filled) == 6
+    torch.testing.assert_close(loss.queue, torch.cat([past[4:], past[:4]]))  # newest first
+    logits = torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(torch.cat([p, loss.queue]), dim=-1).T
+    expected = torch.nn.functional.cross_entropy(logits / 0.05, torch.arange(4))
+    torch.testing.assert_close(loss(a, p), expected, atol=1e-5, rtol=1e-5)
+    loss.enqueue(torch.randn(8, 8, generator=g))  # more than fits: keeps the newest queue_size rows
+    assert loss.queue.shape == (6, 8) and int(loss.filled) == 6
+
+
+# ---- DDP: the new losses give the single-process gradients on 2 gloo ranks -------------------------
+def _loss_worker(rank, world, init_file, out_file):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        a, b, scores = _inputs()
+        half = a.size(0) // world
+        mine = slice(rank * half, (rank + 1) * half)
+        results = {}
+        for name, loss_fn in _ddp_losses().items():
+            x, y = a[mine].clone().requires_grad_(), b[mine].clone().requires_grad_()
+            loss = loss_fn(x, y, scores[mine]) if name != "queue" else loss_fn(x, y)
+            loss.backward()
+            # DDP averages over ranks; scale_gradient put the factor `world` in, so grad / world is this rank's share.
+            results[name] = (loss.detach(), x.grad / world, y.grad / world)
+        if rank == 0:
+            torch.save(results, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp_losses():
+    queue = QueueInfoNCELoss(0.05, queue_size=3, dim=8)
+    queue.queue.copy_(torch.randn(3, 8, generator=torch.Generator().manual_seed(9)))
+    queue.filled.fill_(3)
+    return {"cosent": CoSENTLoss(), "angle": AnglELoss(), "queue": queue}
+
+
+def test_score_and_queue_losses_under_two_ranks_equal_one_process(tmp_path):
+    out_file = tmp_path / "rank0.pt"
+    # fork: the ranks inherit the imported torch (spawning re-imports it, ~10 s per rank on a busy box).
+    mp.start_processes(_loss_worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True,
+                       start_method="fork")
+    got = torch.load(out_file, weights_only=True)
+    a, b, scores = _inputs()
+    for name, loss_fn in _ddp_losses().items():
+        x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+        loss = loss_fn(x, y, scores) if name != "queue" else loss_fn(x, y)
+        loss.backward()
+        half = a.size(0) // 2
+        torch.testing.assert_close(got[name][0], loss.detach(), atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(got[name][1], x.grad[:half], atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(got[name][2], y.grad[:half], atol=1e-5, rtol=1e-4, msg=name)
+
+
+# ---- ESimCSE ------------------------------------------------------------------------------------------
+def test_word_repetition_only_doubles_tokens_in_place():
+    ids = list(range(100, 130))
+    g = torch.Generator().manual_seed(0)
+    lengths = set()
+    for _ in range(50):
+        out = repeat_words(ids, 0.32, g)
+        extra = len(out) - len(ids)
+        assert 0 <= extra <= max(2, int(0.32 * len(ids)))
+        lengths.add(extra)
+        # Dropping consecutive repeats gives the sentence back (ids are distinct here).
+        assert [t for i, t in enumerate(out) if i == 0 or out[i - 1] != t] == ids
+    assert len(lengths) > 3
+    assert repeat_words([], 0.32, g) == [] and repeat_words(ids, 0.0, g) == ids
+
+
+def test_esimcse_collator_keeps_the_anchor_and_lengthens_the_positive(tok):
+    torch.manual_seed(0)
+    plain = ContrastiveCollator(tok, max_length=48)([{"text": t} for t in SENTENCES])
+    esim = ContrastiveCollator(tok, max_length=48, dup_rate=0.5)([{"text": t} for t in SENTENCES])
+    width = plain["input_ids"].size(-1)
+    assert torch.equal(esim["input_ids"][:, 0, :width], plain["input_ids"][:, 0])
+    anchor_len, positive_len = esim["attention_mask"][:, 0].sum(1), esim["attention_mask"][:, 1].sum(1)
+    assert (positive_len >= anchor_len).all() and (positive_len > anchor_len).any()
+    assert esim["input_ids"].shape == esim["attention_mask"].shape
+
+
+def test_esimcse_model_fills_queue_and_moves_the_momentum_encoder(tiny, tok):
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="cls", loss="esimcse", queue_size=8, momentum=0.5))
+    batch = ContrastiveCollator(tok, max_length=32, dup_rate=0.32)([{"text": t} for t in SENTENCES[:4]])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    for step in range(3):
+        loss = model(**batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert int(model.loss_fn.filled) == 8  # 3 batches of 4, capped at 8
+    assert all(not p.requires_grad for p in model.momentum_encoder.parameters())
+    assert not model.momentum_encoder.encoder.training  # no dropout in the EMA encoder
+    online = dict(model.encoder.named_parameters())
+    ema = dict(model.momentum_encoder.encoder.named_parameters())
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(ema[name], online[name])  # lags behind the online encoder, but follows it
+    fresh = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="cls"))
+    assert not torch.equal(ema[name], dict(fresh.encoder.named_parameters())[name])
+
+
+# ---- prompt pooling -----------------------------------------------------------------------------------
+def test_prompt_template_survives_truncation_and_pools_the_mask_state(tok):
+    long = " ".join(SENTENCES * 5)
+    enc = encode_batch(tok, [long, SENTENCES[0]], max_length=32, template=DEFAULT_PROMPT)
+    assert enc["input_ids"].size(1) <= 32
+    assert ((enc["input_ids"] == tok.mask_token_id).sum(1) == 1).all()
+    states = torch.randn(2, enc["input_ids"].size(1), 4)
+    pooled = pool_at_mask(states, enc["input_ids"], tok.mask_token_id)
+    where = (enc["input_ids"] == tok.mask_token_id).nonzero()
+    torch.testing.assert_close(pooled, states[where[:, 0], where[:, 1]])
+    with pytest.raises(ValueError, match="MASK"):
+        pool_at_mask(states, torch.zeros_like(enc["input_ids"]), tok.mask_token_id)
+
+
+def test_prompt_pooling_model_exports_and_reloads_with_the_same_vectors(tiny, tok, tmp_path):
+    from kosimcse.training.trainer import encode_sentences
+
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="prompt", mask_token_id=tok.mask_token_id))
+    assert model.config.prompt_template == DEFAULT_PROMPT and model.head is None
+    batch = ContrastiveCollator(tok, max_length=48, template=DEFAULT_PROMPT)([{"text": t} for t in SENTENCES])
+    loss = model(**batch)["loss"]
+    loss.backward()
+    assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    ours = encode_sentences(model, tok, SENTENCES, max_length=48)
+    out = model.save_pretrained(tmp_path / "export", tokenizer=tok)
+    reloaded = SimCSEModel.from_pretrained(out)
+    assert reloaded.config.pooler == "prompt" and reloaded.config.mask_token_id == tok.mask_token_id
+    torch.testing.assert_close(torch.from_numpy(encode_sentences(reloaded, tok, SENTENCES, max_length=48)),
+                               torch.from_numpy(ours), atol=1e-6, rtol=0)
+    # Different from mean pooling of the bare sentence: the template really is applied.
+    mean = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="avg"))
+    assert not torch.allclose(torch.from_numpy(encode_sentences(mean, tok, SENTENCES)), torch.from_numpy(ours))
+
+
+# ---- STS pairs through the model -------------------------------------------------------------------------
+def test_sts_pairs_train_with_cosent_through_the_model(tiny, tok):
+    from kosimcse.data.records import StsPair
+
+    pairs = [StsPair(SENTENCES[i], SENTENCES[(i + 1) % 6], float(i % 5)) for i in range(6)]
+    ds = sts_pair_dataset(pairs)
+    batch = ContrastiveCollator(tok, max_length=32)([ds[i] for i in range(len(ds))])
+    torch.testing.assert_close(batch["scores"], torch.tensor([float(i % 5) for i in range(6)]))
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="avg", loss="cosent"))
+    model.eval()
+    out = model(**batch)
+    vectors = out["embeddings"]
+    torch.testing.assert_close(out["loss"], CoSENTLoss()(vectors[:, 0], vectors[:, 1], batch["scores"]))
+
+
+def test_objective_and_loss_must_fit():
+    from kosimcse.training.args import ModelArguments
+    from kosimcse.training.run import resolve_loss
+
+    assert resolve_loss(ModelArguments(), "sts") == "cosent"
+    assert resolve_loss(ModelArguments(loss="angle"), "sts") == "angle"
+    assert resolve_loss(ModelArguments(), "esimcse") == "esimcse"
+    assert resolve_loss(ModelArguments(), "sup") == "infonce"
+    with pytest.raises(KoSimCSEError, match="does not fit"):
+        resolve_loss(ModelArguments(loss="infonce"), "sts")
+    with pytest.raises(KoSimCSEError, match="does not fit"):
+        resolve_loss(ModelArguments(loss="cosent"), "unsup")
+
+
+def test_sts_training_refuses_evaluation_files(tmp_path):
+    from kosimcse.training.args import DataArguments
+    from kosimcse.training.run import _read_sts_pairs
+
+    val = tmp_path / "klue_sts_val.csv"
+    val.write_text("sentence1,sentence2,label\n가,나,3.0\n", encoding="utf-8")
+    with pytest.raises(KoSimCSEError, match="evaluation set"):
+        _read_sts_pairs(DataArguments(sts_files=[str(val)], data_dir=str(tmp_path)))
+    train = tmp_path / "klue_sts_train.csv"
+    train.write_text("sentence1,sentence2,label\n가,나,3.0\n", encoding="utf-8")
+    assert [p.score for p in _read_sts_pairs(DataArguments(sts_files=[str(train)], data_dir=str(tmp_path)))] == [3.0]
+
+
+# ---- SimCSE + MLM auxiliary ---------------------------------------------------------------------------------
+def test_mlm_auxiliary_loss_runs_and_decreases(tiny, tok):
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="cls", mlm_weight=1.0))
+    assert model.mlm_head is not None
+    collator = ContrastiveCollator(tok, max_length=32, mlm_probability=0.3)
+    torch.manual_seed(1)
+    batch = collator([{"text": t} for t in SENTENCES])
+    assert (batch["mlm_labels"] != -100).any()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+
+    def mlm_only():
+        with torch.no_grad():
+            return float(model.mlm_loss(batch["mlm_input_ids"], batch["attention_mask"][:, 0], batch["mlm_labels"]))
+
+    before = mlm_only()
+    total_before = None
+    for _ in range(15):
+        loss = model(**batch)["loss"]
+        total_before = total_before if total_before is not None else float(loss.detach())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert mlm_only() < 0.7 * before
+    assert float(model(**batch)["loss"].detach()) < total_before
