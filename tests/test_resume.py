@@ -245,3 +245,21 @@ def test_bf16_autocast_on_cpu_repeats_and_resumes_bit_exact(tiny, tmp_path, monk
     run(tiny_args(tiny, resumed, bf16=True), resume=True)
     assert_same_state(first / f"checkpoint-{STEPS}", second / f"checkpoint-{STEPS}")
     assert_same_state(first / f"checkpoint-{STEPS}", resumed / f"checkpoint-{STEPS}")
+
+
+def test_best_checkpoint_is_tracked_through_staging(uninterrupted):
+    """Checkpoints are written under .staging and renamed; the best-model bookkeeping must point at the final folders."""
+    import json
+
+    straight, summary = uninterrupted
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    dev = [(r["step"], r["eval_cosine_spearman"]) for r in records if "eval_cosine_spearman" in r]
+    best_step = max(dev, key=lambda sd: sd[1])[0]  # first of equal maxima, like the Trainer's strict '>'
+    assert summary["best_checkpoint"] == str(straight / f"checkpoint-{best_step}")
+    for step in range(SAVE_EVERY, STEPS + 1, SAVE_EVERY):
+        state = json.loads((straight / f"checkpoint-{step}" / "trainer_state.json").read_text(encoding="utf-8"))
+        assert ".staging" not in str(state["best_model_checkpoint"])
+    # load_best_model_at_end: the exported encoder is the best checkpoint's.
+    best = load_file(straight / f"checkpoint-{best_step}" / "model.safetensors")
+    exported = load_file(straight / "best" / "model.safetensors")
+    assert all(torch.equal(best["encoder." + k], v) for k, v in exported.items())
