@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kosimcse.data.tasks import list_tasks
+from kosimcse.report.html import DEFAULT_ALIGN_SAMPLE, DEFAULT_SAMPLE, MAX_SAMPLE
 
 
 def _json_ready(value):
@@ -30,7 +31,7 @@ def _json_ready(value):
 Examples:
   kosimcse report runs/unsup-seed                          # -> runs/unsup-seed/report.html
   kosimcse report runs/domain --before base                # compare with the model training started from
-  kosimcse report runs/domain --before /work/cache/me5-small --domain my_texts.txt --sample 1000
+  kosimcse report runs/domain --before /work/cache/me5-small --domain my_texts.txt --sample 1000 --fp32
   kosimcse report runs/unsup-seed --out report.html --json > report.json
 """,
 )
@@ -42,9 +43,9 @@ Examples:
                    "It is embedded with the trained model's pooling and prefix.")
 @click.option("--domain", "domain_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Text file (one sentence a line) for domain geometry and neighbours. Default: RUN_DIR/corpus/sentences.txt.")
-@click.option("--sample", default=500, show_default=True, type=click.IntRange(2, 2000),
+@click.option("--sample", default=DEFAULT_SAMPLE, show_default=True, type=click.IntRange(2, MAX_SAMPLE),
               help="Domain sentences sampled for uniformity and neighbours (embedded once per model).")
-@click.option("--align-sample", default=256, show_default=True, type=click.IntRange(1),
+@click.option("--align-sample", default=DEFAULT_ALIGN_SAMPLE, show_default=True, type=click.IntRange(1),
               help="Of those, how many are embedded twice more with dropout on, for alignment.")
 @click.option("--task", default="korsts-test", show_default=True, type=click.Choice(list_tasks()),
               help="STS set for the before/after table, scatter, histograms and STS geometry.")

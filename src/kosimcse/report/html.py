@@ -16,9 +16,9 @@ import numpy as np
 from kosimcse.errors import KoSimCSEError
 
 DEFAULT_TASK = "korsts-test"
-DEFAULT_SAMPLE = 500
+DEFAULT_SAMPLE = 300
 # Dropout views cost two more passes per model; alignment is a plain mean over pairs, and a few hundred pin it down.
-DEFAULT_ALIGN_SAMPLE = 256
+DEFAULT_ALIGN_SAMPLE = 128
 MAX_SAMPLE = 2000
 
 _SUMMARY_FIELDS = (
