@@ -39,7 +39,11 @@ def command(ctx, recipe, resume, as_json):
     from kosimcse.training.args import load_recipe, parse_overrides
     from kosimcse.training.run import train
 
-    overrides = parse_overrides(list(ctx.args))
+    extra = list(ctx.args)
+    if recipe is not None and recipe.startswith("--"):
+        # No recipe given: click took the first override for it.
+        extra, recipe = [recipe, *extra], None
+    overrides = parse_overrides(extra)
     margs, dargs, targs = load_recipe(recipe, overrides)
     if margs.trust_remote_code:
         click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)

@@ -267,6 +267,8 @@ def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
         saved = _read_json(ours)
         if saved.get("pooling") is None and saved.get("pooler") is not None:  # SimCSEConfig's name for it
             saved["pooling"] = saved["pooler"]
+        if saved.get("inference_max_length") is not None:  # SimCSEConfig: training truncation != inference
+            saved["max_length"] = saved["inference_max_length"]
         for key in ("pooling", "prefix", "max_length", "normalize"):
             if saved.get(key) is not None:
                 setattr(cfg, key, saved[key])

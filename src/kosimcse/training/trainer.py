@@ -183,7 +183,7 @@ class SimCSETrainer(Trainer):
         with_autocast = self.accelerator.autocast if (self.args.bf16 or self.args.fp16) else None
         scores = self.sts_evaluator(lambda texts: encode_sentences(
             model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
-            max_length=max(config.max_length, 64), prefix=config.prefix, autocast=with_autocast))
+            max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
