@@ -45,15 +45,17 @@ def smoke(results_dir: Path, log=print) -> Path:
     return out
 
 
-def quick_or_full(full: bool, rerun_e5: bool) -> None:
+def quick_or_full(full: bool, rerun_e5: bool, skip: tuple[str, ...] = ()) -> None:
     from benchmarks import floors, quality, render, speed
     from benchmarks.common import RESULTS_DIR
 
-    mode = "--full" if full else "--quick"
-    command = f"python -m benchmarks.run {mode}"
-    t = _step("floors")
-    floors.run(command=command)
-    print(f"   {time.perf_counter() - t:.0f} s")
+    command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
+    if "floors" in skip:
+        print("== floors: skipped, keeping benchmarks/results/floors.json")
+    else:
+        t = _step("floors")
+        floors.run(command=command)
+        print(f"   {time.perf_counter() - t:.0f} s")
     if full or rerun_e5 or not (RESULTS_DIR / "eval_e5.json").is_file():
         t = _step("e5 zero-shot")
         _module("benchmarks.eval_e5")
@@ -64,12 +66,16 @@ def quick_or_full(full: bool, rerun_e5: bool) -> None:
         t = _step("training rows")
         _module("benchmarks.train_rows")
         print(f"   {time.perf_counter() - t:.0f} s")
-    t = _step("speed")
-    if full:
-        speed.run(repeats=5, train_steps=30, encode_n=1024, encode_n1=64, command=command)
+    if "speed" in skip:
+        print("== speed: skipped, keeping benchmarks/results/speed.json")
     else:
-        speed.run(command=command)
-    print(f"   {time.perf_counter() - t:.0f} s")
+        t = _step("speed")
+        if full:
+            speed.run(repeats=5, train_steps=30, warmup=2, encode_n=1024, encode_n1=64, command=command)
+        else:
+            # Short segments: on the shared 2-core box one e5 worker (imports, load, 6 steps) takes minutes.
+            speed.run(repeats=3, train_steps=5, warmup=1, encode_n=128, encode_n1=8, command=command)
+        print(f"   {time.perf_counter() - t:.0f} s")
     quality.run(command=command)
     render.render()
     print(f"wrote {render.DOC}")
@@ -83,12 +89,14 @@ def main(argv=None) -> None:
     mode.add_argument("--smoke", action="store_true")
     parser.add_argument("--results-dir", help="--smoke only: where results and BENCHMARKS.md go (default: a temp dir)")
     parser.add_argument("--rerun-e5", action="store_true", help="--quick: measure e5 zero-shot again")
+    parser.add_argument("--skip", nargs="+", default=[], choices=["floors", "speed"],
+                        help="keep these results from an earlier run instead of measuring again")
     args = parser.parse_args(argv)
     if args.smoke:
         out = smoke(Path(args.results_dir or tempfile.mkdtemp(prefix="kosimcse-bench-smoke-")))
         print(f"wrote {out}")
         return
-    quick_or_full(full=args.full, rerun_e5=args.rerun_e5)
+    quick_or_full(full=args.full, rerun_e5=args.rerun_e5, skip=tuple(args.skip))
 
 
 if __name__ == "__main__":
