@@ -61,7 +61,8 @@ def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: in
 
 
 def make_tiny_model_dir(path, vocab_texts: Iterable[str] | None = None, hidden: int = 32, layers: int = 2,
-                        heads: int = 2, seed: int = 0, model_type: str = "bert", max_length: int = 128) -> Path:
+                        heads: int = 2, seed: int = 0, model_type: str = "bert", max_length: int = 128,
+                        vocab_size: int = 2000) -> Path:
     """Write a random-init BERT (or RoBERTa) encoder + tokenizer into ``path``, loadable offline by AutoModel/AutoTokenizer.
 
     Weights are saved as safetensors. Same ``seed`` and texts give the same model.
@@ -71,7 +72,7 @@ def make_tiny_model_dir(path, vocab_texts: Iterable[str] | None = None, hidden: 
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tiny_tokenizer(vocab_texts)
+    tokenizer = make_tiny_tokenizer(vocab_texts, vocab_size=vocab_size)
     common = dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                   intermediate_size=hidden * 2, pad_token_id=tokenizer.pad_token_id)
     if model_type == "bert":
