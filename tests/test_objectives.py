@@ -302,3 +302,26 @@ def test_mlm_auxiliary_loss_runs_and_decreases(tiny, tok):
         optimizer.zero_grad()
     assert mlm_only() < 0.7 * before
     assert float(model(**batch)["loss"].detach()) < total_before
+
+
+# ---- multitask recipe: stages -------------------------------------------------------------------------------
+def test_multitask_recipe_expands_into_stages_chained_by_exports():
+    from pathlib import Path
+
+    from kosimcse.training.args import load_recipe, read_recipe
+    from kosimcse.training.run import stage_settings
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "multitask.yaml"
+    with pytest.raises(KoSimCSEError, match="stages"):
+        load_recipe(recipe)  # one plain run cannot hold two stages
+    stages = stage_settings(read_recipe(recipe), {"model_name_or_path": "e5-small-airgap", "output_dir": "runs/x",
+                                                  "sts.max_steps": 150, "bf16": False})
+    (first, s1), (second, s2) = stages
+    assert (first, second) == ("nli", "sts")
+    assert s1["model_name_or_path"] == "e5-small-airgap" and s1["objective"] == "sup"
+    assert s2["model_name_or_path"] == str(Path("runs/x/nli/best")) and s2["objective"] == "sts"
+    assert s2["max_steps"] == 150 and "max_steps" not in s1 and s1["bf16"] is False is s2["bf16"]
+    margs, dargs, _ = load_recipe(None, s2)
+    assert (margs.loss, margs.pooler, dargs.objective) == ("cosent", "avg", "sts")
+    with pytest.raises(KoSimCSEError, match="unknown stage"):
+        stage_settings(read_recipe(recipe), {"nope.max_steps": 1})

@@ -121,20 +121,27 @@ def parse_overrides(tokens: list[str]) -> dict:
     return out
 
 
+def read_recipe(path: str | Path) -> dict:
+    """The raw option mapping of a YAML/JSON recipe file."""
+    path = Path(path)
+    if not path.exists():
+        raise KoSimCSEError(f"recipe not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise KoSimCSEError(f"{path}: cannot parse recipe: {e}") from None
+    if not isinstance(values, dict):
+        raise KoSimCSEError(f"{path}: a recipe must be a mapping of option: value")
+    return values
+
+
 def load_recipe(path: str | Path | None, overrides: dict | None = None):
     """Load a YAML/JSON recipe and apply overrides -> (ModelArguments, DataArguments, SimCSETrainingArguments)."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise KoSimCSEError(f"recipe not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            values = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) or {}
-        except (ValueError, yaml.YAMLError) as e:
-            raise KoSimCSEError(f"{path}: cannot parse recipe: {e}") from None
-        if not isinstance(values, dict):
-            raise KoSimCSEError(f"{path}: a recipe must be a mapping of option: value")
+    values: dict = read_recipe(path) if path is not None else {}
+    if "stages" in values:
+        raise KoSimCSEError(f"{path} has stages; run it with `python -m kosimcse.training.run {path}` "
+                            "(each stage is one training run)")
     values.update(overrides or {})
     values.pop("description", None)  # recipes may carry a prose description
     known = {f for cls in ARG_CLASSES for f in cls.__dataclass_fields__}

@@ -154,7 +154,7 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, bf1
     for task in tasks:
         evaluator = build_evaluator(dargs, task)
         results[task] = evaluator(lambda texts: encode_sentences(
-            model, tokenizer, texts, max_length=max(model.config.max_length, 64), prefix=model.config.prefix,
+            model, tokenizer, texts, max_length=model.config.embed_max_length, prefix=model.config.prefix,
             autocast=autocast))
     return results
 
@@ -248,3 +248,70 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     return summary
 
 
+PREVIOUS = "{previous}"
+
+
+def stage_settings(values: dict, overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """Expand a recipe with ``stages:`` into one option mapping per stage, in order.
+
+    Each stage = the top-level options + its own + the overrides (``--NAME.key value`` for one stage only).
+    ``output_dir`` becomes ``OUTPUT/NAME``; a stage's ``model_name_or_path: "{previous}"`` starts from the
+    previous stage's exported best model, and a plain ``--model_name_or_path`` override sets the first stage's.
+    """
+    values = dict(values)
+    stages = values.pop("stages")
+    values.pop("description", None)
+    if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) and s.get("name") for s in stages):
+        raise KoSimCSEError("stages must be a list of mappings, each with a name")
+    overrides = dict(overrides or {})
+    names = [s["name"] for s in stages]
+    scoped = {k: v for k, v in overrides.items() if "." in k}
+    common = {k: v for k, v in overrides.items() if "." not in k}
+    unknown = sorted({k.split(".", 1)[0] for k in scoped} - set(names))
+    if unknown:
+        raise KoSimCSEError(f"override(s) for unknown stage(s): {', '.join(unknown)}; stages are {', '.join(names)}")
+    root = Path(common.pop("output_dir", values.pop("output_dir", "runs/stages")))
+    out: list[tuple[str, dict]] = []
+    for i, stage in enumerate(stages):
+        settings = {**values, **{k: v for k, v in stage.items() if k != "name"}, **common}
+        settings.update({k.split(".", 1)[1]: v for k, v in scoped.items() if k.split(".", 1)[0] == stage["name"]})
+        if i > 0 and "model_name_or_path" in common and stage.get("model_name_or_path") == PREVIOUS:
+            settings["model_name_or_path"] = PREVIOUS  # the override names the starting model, not this stage's
+        if settings.get("model_name_or_path") == PREVIOUS:
+            if i == 0:
+                raise KoSimCSEError("the first stage has no previous stage to start from")
+            settings["model_name_or_path"] = str(Path(out[-1][1]["output_dir"]) / BEST_DIR)
+        settings["output_dir"] = str(root / stage["name"])
+        out.append((stage["name"], settings))
+    return out
+
+
+def train_stages(path: str | Path, overrides: dict | None = None, resume: bool = False) -> list[dict]:
+    """Run every stage of a ``stages:`` recipe; a stage whose export exists already is skipped when resuming."""
+    from kosimcse.training.args import load_recipe, read_recipe
+
+    summaries = []
+    for name, settings in stage_settings(read_recipe(path), overrides):
+        summary_file = Path(settings["output_dir"]) / "summary.json"
+        if resume and summary_file.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir():
+            summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))
+            continue
+        summary = train(*load_recipe(None, settings), resume_from_checkpoint=True if resume else None)
+        summary["stage"] = name
+        summaries.append(summary)
+    return summaries
+
+
+if __name__ == "__main__":  # python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value | --STAGE.key value]
+    import sys
+
+    from kosimcse.training.args import parse_overrides
+
+    argv = sys.argv[1:]
+    if not argv:
+        raise SystemExit("usage: python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value ...]")
+    resume_flag = "--resume" in argv
+    extra = parse_overrides([a for a in argv[1:] if a != "--resume"])
+    for done in train_stages(argv[0], extra, resume=resume_flag):
+        print(json.dumps({k: done.get(k) for k in ("stage", "exported", "best_metric", "global_step", "wall_time_s")},
+                         ensure_ascii=False))
