@@ -1,0 +1,87 @@
+"""Trained quality rows: e5-small + SimCSE (supervised NLI, unsupervised seed corpus, kowiki + domain) on a CPU budget.
+
+Each row is one `kosimcse` training run, dev-selected (KorSTS dev, the starting model included), reported on
+KorSTS test/dev and KLUE-STS dev, and saved as ``benchmarks/results/train_<row>.json`` for benchmarks.quality.
+
+    python -m benchmarks.train_rows --rows sup_nli unsup_seed domain_nsmc
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from benchmarks.common import save_result
+
+RUNS = Path("runs/bench")
+E5 = dict(model_name_or_path="e5-small-airgap", pooler="avg", prefix="query: ", mlp_only_train=False,
+          freeze_embeddings=True, temperature=0.05)
+COMMON = dict(bf16=True, report_to=[], disable_tqdm=True, eval_on_start=True, warmup_steps=0, logging_steps=10,
+              seed=42, report_tasks=["korsts-dev", "korsts-test", "klue-sts-dev"])
+
+
+def corpus(name: str, specs: list[str]) -> str:
+    """Prepare (once) a corpus from source specs; returns the sentences file."""
+    from kosimcse.data.corpus import prepare_corpus
+
+    out = RUNS / f"corpus-{name}"
+    if not (out / "sentences.txt").exists():
+        prepare_corpus(specs, out)
+    return str(out / "sentences.txt")
+
+
+def row_settings(row: str, steps: int, data: Path) -> tuple[str, dict]:
+    if row == "sup_nli":
+        return ("multilingual-e5-small + supervised SimCSE (KLUE-NLI triplets)", dict(
+            E5, **COMMON, objective="sup", learning_rate=2e-5, per_device_train_batch_size=32, max_length=48,
+            max_train_sentences=32 * steps, max_steps=steps, eval_steps=max(steps // 4, 1), save_steps=max(steps // 4, 1)))
+    kowiki = f"kowiki:{data / 'corpus' / 'kowiki' / 'AA'}"
+    if row == "unsup_seed":
+        train_file = corpus("seed", [kowiki, f"klue-sts:{data / 'klue-sts' / 'klue_sts_train.csv'}",
+                                     f"korsts:{data / 'korsts' / 'sts-train.tsv'}"])
+        name = "multilingual-e5-small + unsupervised SimCSE (kowiki slice + KLUE-STS/KorSTS train sentences)"
+    elif row == "domain_nsmc":
+        train_file = corpus("domain-nsmc", [kowiki, f"nsmc:{data / 'domain' / 'nsmc' / 'raw'}"])
+        name = "multilingual-e5-small + unsupervised SimCSE (kowiki slice + NSMC reviews, no STS data)"
+    else:
+        raise SystemExit(f"unknown row {row}")
+    return name, dict(E5, **COMMON, objective="unsup", train_file=train_file, learning_rate=1e-5,
+                      per_device_train_batch_size=64, max_length=32, max_train_sentences=64 * steps, max_steps=steps,
+                      eval_steps=max(steps // 4, 1), save_steps=max(steps // 4, 1))
+
+
+def main(argv=None):
+    from kosimcse.evaluation.sts import markdown_table
+    from kosimcse.paths import data_dir
+    from kosimcse.training.args import load_recipe
+    from kosimcse.training.run import train
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", nargs="+", default=["sup_nli", "unsup_seed", "domain_nsmc"])
+    parser.add_argument("--steps", type=int, default=120)
+    args = parser.parse_args(argv)
+    data = data_dir()
+    for row in args.rows:
+        name, settings = row_settings(row, args.steps, data)
+        settings["output_dir"] = str(RUNS / row)
+        start = time.time()
+        summary = train(*load_recipe(None, settings))
+        wall = time.time() - start
+        dev_curve = summary.get("dev_curve", [])
+        lines = [f"{name}. Budget: {summary['global_step']} steps × batch {settings['per_device_train_batch_size']}"
+                 f" ({'triplets' if settings['objective'] == 'sup' else 'sentences'}), lr {settings['learning_rate']},"
+                 f" frozen token embeddings, bf16 on CPU; {summary['sentences_per_s']:.1f} examples/s;"
+                 f" best dev checkpoint: {summary['best_checkpoint'] or 'the starting model'}"
+                 f" (kept starting weights: {summary['kept_initial_model']}).", ""]
+        for task, metrics in summary["results"].items():
+            lines += [f"**{task}**", "", markdown_table({name: metrics}), ""]
+        save_result(f"train_{row}", f"Trained row: {name}", "\n".join(lines), wall,
+                    data={"row_name": name, "results": summary["results"], "summary": {
+                        k: v for k, v in summary.items() if k != "results"}, "settings": settings,
+                          "dev_curve": dev_curve}, command=f"python -m benchmarks.train_rows --rows {row} --steps {args.steps}",
+                    order=40)
+
+
+if __name__ == "__main__":
+    main()
