@@ -65,11 +65,13 @@ def unsup_corpus(data: Path, smoke: bool = False) -> str:
     return str(out / "sentences.txt")
 
 
-def stage_settings(objective: str, extra: dict, steps: int, batch: int, seed: int, data: Path, smoke: bool) -> dict:
-    evals = max(steps // 2 if objective == "sup" else steps // 3, 1)
-    settings = dict(E5, **COMMON, objective=objective, seed=seed, max_steps=steps, eval_steps=evals, save_steps=evals,
+def stage_settings(objective: str, extra: dict, steps: int, batch: int, seed: int, data: Path, smoke: bool,
+                   evals: int = 3, last_stage: bool = True) -> dict:
+    every = max(steps // max(evals, 1), 1)
+    settings = dict(E5, **COMMON, objective=objective, seed=seed, max_steps=steps, eval_steps=every, save_steps=every,
                     per_device_train_batch_size=batch, max_train_sentences=batch * steps,
-                    report_tasks=["korsts-dev"] if smoke else TASKS)
+                    # test is reported once, for the final model only
+                    report_tasks=TASKS if last_stage and not smoke else ["korsts-dev"])
     if objective == "sup":
         settings.update(learning_rate=2e-5, max_length=48)
     elif objective == "sts":
@@ -91,11 +93,14 @@ def run_objective(name: str, seed: int, args, data: Path) -> dict:
     summary: dict = {}
     for i, (objective, extra, budget) in enumerate(OBJECTIVES[name]):
         steps = getattr(args, budget)
-        settings = stage_settings(objective, extra, steps, args.batch, seed, data, args.smoke)
+        settings = stage_settings(objective, extra, steps, args.batch, seed, data, args.smoke, args.evals,
+                                  last_stage=i == len(OBJECTIVES[name]) - 1)
+        if args.no_eval_on_start:
+            settings["eval_on_start"] = False
         if previous is not None:
             # The previous stage's export was dev-selected with the starting model competing already.
             settings.update(model_name_or_path=previous, eval_on_start=False)
-        settings["output_dir"] = str(RUNS / f"{name}-s{seed}" / f"stage{i + 1}-{objective}")
+        settings["output_dir"] = str(RUNS / ("smoke" if args.smoke else "") / f"{name}-s{seed}" / f"stage{i + 1}-{objective}")
         start = time.time()
         summary = train(*load_recipe(None, settings))
         wall += time.time() - start
@@ -120,6 +125,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="steps of NLI/unsupervised stages")
     parser.add_argument("--sts_steps", type=int, default=150, help="steps of STS-score stages")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--evals", type=int, default=3, help="dev evaluations per stage (checkpoint candidates)")
+    parser.add_argument("--no_eval_on_start", action="store_true",
+                        help="skip the starting model's dev evaluation (saves one evaluation on a slow machine)")
     parser.add_argument("--smoke", action="store_true", help="2 steps, one seed, dev only; results are not saved")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -147,7 +155,8 @@ def main(argv=None):
         rows.append(f"| {LABELS[name]} | {stages} | {_cell(col('korsts-dev'))} | **{_cell(col('korsts-test'))}** | "
                     f"{_cell(col('klue-sts-dev'))} | {statistics.fmean(r['wall_time_s'] for r in by_seed.values()):.0f} |")
     notes = (f"Start: multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings, bf16 "
-             f"autocast on the shared 2-core CPU. Seeds: {', '.join(map(str, args.seeds))}; cells are mean ± half the "
+             f"autocast on the shared 2-core CPU; {args.evals} dev evaluation(s) per stage"
+             f"{'' if args.no_eval_on_start else ' plus the starting model'}. Seeds: {', '.join(map(str, args.seeds))}; cells are mean ± half the "
              "range over seeds. KorSTS dev picks the checkpoint (the starting model competes); test is evaluated once "
              "on the pick. Zero-shot e5-small: KorSTS test 76.85. Targets (issue 7): multitask ≥ 85.6 (jhgan "
              "ko-sroberta-multitask, base size, KorNLI + KorSTS); the best published multitask is 86.12 (BM-K).")

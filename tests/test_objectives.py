@@ -325,3 +325,71 @@ def test_multitask_recipe_expands_into_stages_chained_by_exports():
     assert (margs.loss, margs.pooler, dargs.objective) == ("cosent", "avg", "sts")
     with pytest.raises(KoSimCSEError, match="unknown stage"):
         stage_settings(read_recipe(recipe), {"nope.max_steps": 1})
+
+
+# ---- end to end through the Trainer on a tiny model --------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run_files(tmp_path_factory):
+    from test_resume import write_tiny_corpus
+
+    from kosimcse.data.tasks import register_sts_task
+
+    files = write_tiny_corpus(tmp_path_factory.mktemp("tiny-run"))
+    register_sts_task("tiny-objectives-dev", files["dev"])
+    sts_train = files["dev"].with_name("sts-train.tsv")  # a train-named copy: the STS objective reads train files only
+    sts_train.write_text(files["dev"].read_text(encoding="utf-8"), encoding="utf-8")
+    files["sts_train"] = sts_train
+    return files
+
+
+@pytest.mark.parametrize("objective,extra", [
+    ("esimcse", {"queue_size": 16, "pooler": "cls", "mlp_only_train": True}),
+    ("unsup", {"pooler": "prompt"}),
+    ("sts", {"loss": "angle", "pooler": "avg"}),
+])
+def test_each_objective_trains_and_exports_through_the_trainer(tiny_run_files, tmp_path, objective, extra):
+    from safetensors.torch import load_file
+    from test_resume import tiny_args
+
+    from kosimcse.training.args import load_recipe
+    from kosimcse.training.run import train
+
+    values = tiny_args(tiny_run_files, tmp_path / "run", objective=objective, max_steps=4, save_steps=4, eval_steps=4,
+                       eval_task="tiny-objectives-dev", report_tasks=["tiny-objectives-dev"], **extra)
+    if objective == "sts":
+        values["sts_files"] = [str(tiny_run_files["sts_train"])]
+        values["per_device_train_batch_size"] = 4
+    summary = train(*load_recipe(None, values))
+    assert summary["global_step"] == 4 and math.isfinite(summary["train_loss"])
+    exported = SimCSEModel.from_pretrained(summary["exported"])
+    assert exported.config.pooler == extra["pooler"] and exported.momentum_encoder is None or objective == "esimcse"
+    assert not any(k.startswith(("momentum", "loss_fn")) for k in load_file(f"{summary['exported']}/model.safetensors"))
+    if objective == "esimcse":
+        state = load_file(f"{tmp_path / 'run'}/checkpoint-4/model.safetensors")
+        assert int(state["loss_fn.filled"]) == 16  # 4 batches of 8, capped: the queue is checkpointed for resume
+        assert any(k.startswith("momentum_encoder.") for k in state)
+
+
+def test_cosent_under_gradcache_equals_one_plain_pass(tiny, tok):
+    from kosimcse.training.gradcache import grad_cache_backward
+
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    flat = {k: torch.stack([v, v.roll(1, 0)], 1).reshape(2 * len(SENTENCES), -1) for k, v in enc.items()}
+    scores = torch.tensor([0.0, 4.0, 2.0, 5.0, 1.0, 3.0])
+
+    def model_without_dropout():
+        torch.manual_seed(0)
+        model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="avg", loss="cosent"),
+                                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        return model.train()
+
+    def loss_on(model):
+        return lambda reps: model.loss_fn(*reps.view(len(SENTENCES), 2, -1).unbind(1), scores)
+
+    cached = model_without_dropout()
+    grad_cache_backward(lambda c: cached(**c, embed_only=True), loss_on(cached), flat, 4)
+    plain = model_without_dropout()
+    loss_on(plain)(plain(**flat, embed_only=True)).backward()
+    for (name, a), (_, b) in zip(cached.named_parameters(), plain.named_parameters()):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
