@@ -41,7 +41,10 @@ class SimCSEConfig:
     hard_negative_weight: float = 0.0
     mlm_weight: float = 0.0
     prefix: str = ""
-    max_length: int = 64
+    max_length: int = 64  # training truncation: short keeps SimCSE steps cheap
+    # Embedding truncation after training (evaluation, export); None = max(max_length, 64), so that a
+    # model trained on 32-token views still reads whole KorSTS sentences when it is used.
+    inference_max_length: int | None = None
     # Which loss (see ``losses.build_loss``): infonce, esimcse (+ momentum queue), cosent or angle (STS scores).
     loss: str = "infonce"
     loss_scale: float = 20.0
@@ -58,6 +61,14 @@ class SimCSEConfig:
     @property
     def uses_head(self) -> bool:
         return not self.is_prompt and canonical_pooler(self.pooler) == "cls"
+
+    def to_json_string(self) -> str:
+        """As transformers configs do; the Trainer's TensorBoard logger records it."""
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    @property
+    def embed_max_length(self) -> int:
+        return self.inference_max_length or max(self.max_length, 64)
 
     @property
     def head_at_inference(self) -> bool:
@@ -218,7 +229,8 @@ class SimCSEModel(nn.Module):
         encoder.save_pretrained(path, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
-        (path / CONFIG_NAME).write_text(json.dumps(asdict(self.config), ensure_ascii=False, indent=2), encoding="utf-8")
+        saved = dict(asdict(self.config), inference_max_length=self.config.embed_max_length)
+        (path / CONFIG_NAME).write_text(json.dumps(saved, ensure_ascii=False, indent=2), encoding="utf-8")
         if not self.config.is_prompt:
             # sentence-transformers has no prompt-template pooling; such a folder loads with kosimcse only.
             _write_sentence_transformers_modules(path, self, tokenizer)
@@ -274,7 +286,7 @@ def _write_sentence_transformers_modules(path: Path, model: SimCSEModel, tokeniz
                         "type": f"sentence_transformers.models.{type(module).__name__}"})
     (path / "modules.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
     (path / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": config.max_length, "do_lower_case": False}, indent=2), encoding="utf-8")
+        json.dumps({"max_seq_length": config.embed_max_length, "do_lower_case": False}, indent=2), encoding="utf-8")
     st_config = {"prompts": {"query": config.prefix, "document": config.prefix} if config.prefix else {},
                  "default_prompt_name": "query" if config.prefix else None, "similarity_fn_name": "cosine"}
     (path / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2), encoding="utf-8")
