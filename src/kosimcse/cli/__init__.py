@@ -7,6 +7,7 @@ broken optional dependency of one verb cannot break the others.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -57,6 +58,10 @@ def cli():
 
 
 def main(argv=None):
+    # Our own messages say what happens; transformers' load reports (e.g. "pooler MISSING" for encoders
+    # saved without BERT's unused pooler) only alarm users. KOSIMCSE_VERBOSE=1 brings them back.
+    if not os.environ.get("KOSIMCSE_VERBOSE"):
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         cli.main(args=argv, prog_name="kosimcse", standalone_mode=False)
     except KoSimCSEError as e:
