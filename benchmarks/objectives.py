@@ -101,9 +101,16 @@ def run_objective(name: str, seed: int, args, data: Path) -> dict:
             # The previous stage's export was dev-selected with the starting model competing already.
             settings.update(model_name_or_path=previous, eval_on_start=False)
         settings["output_dir"] = str(RUNS / ("smoke" if args.smoke else "") / f"{name}-s{seed}" / f"stage{i + 1}-{objective}")
-        start = time.time()
-        summary = train(*load_recipe(None, settings))
-        wall += time.time() - start
+        done = Path(settings["output_dir"]) / "summary.json"
+        if (args.reuse and done.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir()
+                and json.loads(done.read_text(encoding="utf-8"))["global_step"] == steps):
+            # A finished earlier stage (same settings) is reused: its export starts the next stage.
+            summary = json.loads(done.read_text(encoding="utf-8"))
+            wall += summary["wall_time_s"]
+        else:
+            start = time.time()
+            summary = train(*load_recipe(None, settings))
+            wall += time.time() - start
         previous = str(Path(settings["output_dir"]) / BEST_DIR)
     return {"results": summary["results"], "wall_time_s": wall, "kept_initial_model": summary["kept_initial_model"],
             "best_checkpoint": summary["best_checkpoint"]}
@@ -128,6 +135,7 @@ def main(argv=None):
     parser.add_argument("--evals", type=int, default=3, help="dev evaluations per stage (checkpoint candidates)")
     parser.add_argument("--no_eval_on_start", action="store_true",
                         help="skip the starting model's dev evaluation (saves one evaluation on a slow machine)")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished stages found in the run folders")
     parser.add_argument("--smoke", action="store_true", help="2 steps, one seed, dev only; results are not saved")
     args = parser.parse_args(argv)
     if args.smoke:
