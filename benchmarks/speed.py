@@ -48,12 +48,13 @@ class _StepClock:
     def __init__(self, encoder):
         self.tokens: list[int] = []
         self.marks: list[tuple[float, int]] = []  # (time, tokens so far) at each step end
-        encoder.register_forward_pre_hook(self._count, with_kwargs=True)
+        # Hooked on the token-embedding layer: sentence-transformers calls ``model.forward`` directly,
+        # which skips hooks on the encoder itself (the first quick run counted 0 tokens there).
+        encoder.get_input_embeddings().register_forward_pre_hook(self._count)
 
-    def _count(self, module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is not None:
-            self.tokens.append(int(ids.numel()))
+    def _count(self, module, args):
+        if args:
+            self.tokens.append(int(args[0].numel()))
 
     def callback(self):
         from transformers import TrainerCallback
@@ -271,7 +272,9 @@ def training_section(models: dict[str, str], sentences_file: str, spec: dict, re
              "ST sent/s (median) | ours peak RSS (MB) | ST peak RSS (MB) | ours FLOP util. | ST FLOP util. | target 1.5x |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
 
-    def util(runs_):
+    def util(runs_):  # 0 tokens means the hook saw nothing: no estimate rather than a false 0%
+        if any(r["tokens"] == 0 for r in runs_):
+            return float("nan")
         return statistics.median(6 * r["nonembedding_params"] * r["tokens"] / r["seconds"] / 1e12 / peak for r in runs_)
 
     for model_label, ours, stats, ours_runs, st_runs in rows:

@@ -43,6 +43,8 @@ def test_smoke_run_writes_tables_only_into_its_folder(tmp_path):
     for model_runs in (v for k, v in speed["training"].items() if k != "matmul_peak_tflops"):
         stats = model_runs["kosimcse"]
         assert stats["min"] <= stats["median"] <= stats["max"] and stats["min"] > 0
+        # FLOP utilisation needs the token count of every side, sentence-transformers included.
+        assert all(r["tokens"] > 0 for runs in model_runs["runs"].values() for r in runs)
     cosine = speed["encoding"]["cosine_vs_fp32"]
     assert 0.9 < cosine["min"] <= cosine["mean"] <= 1.0 + 1e-6
 
