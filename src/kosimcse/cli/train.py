@@ -29,6 +29,7 @@ def command(ctx, recipe, resume, as_json):
       kosimcse train recipes/unsup-seed.yaml --max_steps 200 --output_dir runs/try
       kosimcse train recipes/sup-nli.yaml --model_name_or_path e5-small-airgap --bf16
       kosimcse train recipes/domain.yaml --resume
+      kosimcse train recipes/multitask.yaml          # stages: sup NLI, then CoSENT on STS train
     \b
     Several GPUs / machines (DDP; negatives are gathered across all devices):
       torchrun --nproc_per_node 4 -m kosimcse train recipes/unsup-seed.yaml
@@ -44,10 +45,24 @@ def command(ctx, recipe, resume, as_json):
         # No recipe given: click took the first override for it.
         extra, recipe = [recipe, *extra], None
     overrides = parse_overrides(extra)
+    from kosimcse.training.args import read_recipe
+
+    if recipe is not None and "stages" in read_recipe(recipe):
+        # A multi-stage recipe (e.g. recipes/multitask.yaml): each stage is one run from the previous export.
+        from kosimcse.training.run import train_stages
+
+        summaries = train_stages(recipe, overrides, resume=resume)
+        for summary in summaries:
+            _print_summary(summary, as_json)
+        return
     margs, dargs, targs = load_recipe(recipe, overrides)
     if margs.trust_remote_code:
         click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)
     summary = train(margs, dargs, targs, resume_from_checkpoint=True if resume else None)
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
     if not summary.get("results"):
         return  # not the main process
     if as_json:

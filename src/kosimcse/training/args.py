@@ -140,7 +140,7 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None):
     """Load a YAML/JSON recipe and apply overrides -> (ModelArguments, DataArguments, SimCSETrainingArguments)."""
     values: dict = read_recipe(path) if path is not None else {}
     if "stages" in values:
-        raise KoSimCSEError(f"{path} has stages; run it with `python -m kosimcse.training.run {path}` "
+        raise KoSimCSEError(f"{path} has stages; run it with `kosimcse train {path}` "
                             "(each stage is one training run)")
     values.update(overrides or {})
     values.pop("description", None)  # recipes may carry a prose description
