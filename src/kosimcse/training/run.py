@@ -225,13 +225,19 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     wall = time.time() - start
     kept_initial = False
     best_ckpt = trainer.state.best_model_checkpoint
-    if initial_state is not None and (best_ckpt is None or not Path(best_ckpt).is_dir()):
+    start_score = (trainer.start_metrics or {}).get(targs.metric_for_best_model or "eval_cosine_spearman")
+    best_score = trainer.state.best_metric
+    if initial_state is not None and start_score is not None and (
+            best_ckpt is None or not Path(best_ckpt).is_dir() or best_score is None or start_score >= best_score):
         trainer.accelerator.unwrap_model(trainer.model).load_state_dict(initial_state)
         kept_initial = True
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": trainer.state.best_model_checkpoint,
-               "best_metric": trainer.state.best_metric, "kept_initial_model": kept_initial}
+               "best_metric": trainer.state.best_metric, "kept_initial_model": kept_initial,
+               "start_metric": start_score}
+    if kept_initial:
+        summary["best_checkpoint"], summary["best_metric"] = None, start_score
     seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * max(targs.world_size, 1)
     summary["sentences_per_s"] = seen / wall if wall > 0 else None
     if trainer.is_world_process_zero():

@@ -77,6 +77,7 @@ class SimCSETrainer(Trainer):
         self.sts_evaluator = sts_evaluator
         self.tokenizer_for_eval = tokenizer
         self.bad_batches = 0
+        self.start_metrics: dict[str, float] | None = None
         self._staging = False
         self.add_callback(JsonlLogger(Path(self.args.output_dir) / "metrics.jsonl"))
 
@@ -185,6 +186,9 @@ class SimCSETrainer(Trainer):
             model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
             max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+        if self.state.global_step == 0:
+            # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.
+            self.start_metrics = metrics
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

@@ -1,0 +1,34 @@
+"""Model selection counts the starting model: a run that only makes dev worse exports the weights it started from."""
+
+import torch
+from safetensors.torch import load_file
+
+from helpers import make_tiny_model_dir
+from kosimcse.training.args import load_recipe
+from kosimcse.training.run import train
+
+SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
+             "오늘 날씨가 정말 좋네요.", "아이들이 공원에서 뛰어 놀고 있다.", "그 영화는 생각보다 재미있었다.",
+             "비행기가 이륙하고 있다.", "한 여자가 피아노를 연주한다."] * 4
+
+
+def run(tmp_path, name, lr):
+    model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
+    train_file = tmp_path / "sentences.txt"
+    train_file.write_text("\n".join(SENTENCES), encoding="utf-8")
+    margs, dargs, targs = load_recipe(None, dict(
+        model_name_or_path=str(model_dir), train_file=str(train_file), output_dir=str(tmp_path / name), pooler="avg",
+        learning_rate=lr, per_device_train_batch_size=8, max_steps=4, eval_steps=2, save_steps=2, warmup_steps=0,
+        eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0))
+    return model_dir, train(margs, dargs, targs)
+
+
+def test_a_run_that_hurts_dev_keeps_the_starting_weights(tmp_path):
+    model_dir, summary = run(tmp_path, "hurt", lr=5.0)  # a step size that wrecks the encoder
+    assert summary["kept_initial_model"] is True
+    assert summary["best_checkpoint"] is None and summary["best_metric"] == summary["start_metric"]
+    start = load_file(str(model_dir / "model.safetensors"))
+    exported = load_file(str(tmp_path / "hurt" / "best" / "model.safetensors"))
+    for name, tensor in start.items():
+        assert torch.equal(exported[name], tensor), name
+    assert abs(summary["results"]["korsts-dev"]["cosine_spearman"] - summary["start_metric"]) < 1e-6
