@@ -67,3 +67,15 @@ def shared_data():
         return data_dir()
     except KoSimCSEError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for tiny-model training tests: on a shared, oversubscribed 2-core CPU a second
+    spinning thread only adds contention (measured about 10x slower steps)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

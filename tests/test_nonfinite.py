@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 from kosimcse.modeling.losses import InfoNCELoss
 from kosimcse.training.checkpoints import checkpoint_problem
 from kosimcse.training.trainer import NonFiniteLossError
-from test_resume import SAVE_EVERY, STEPS, one_thread, run, tiny, tiny_args  # noqa: F401 (fixtures)
+from test_resume import SAVE_EVERY, STEPS, run, tiny, tiny_args  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def poison_loss(monkeypatch, bad_steps: set[int], value: float = math.nan) -> None:

@@ -88,13 +88,7 @@ def assert_same_state(dir_a: Path, dir_b: Path) -> None:
             assert torch.equal(value, ob["state"][key][name]), f"optimizer state {key}/{name} differs"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, oversubscribed CPU a tiny model trains ~10x faster than with spinning threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from kosimcse.errors import ModelLoadError
 from kosimcse.modeling import loading
-from test_resume import SAVE_EVERY, one_thread, run, tiny, tiny_args  # noqa: F401 (fixtures)
+from test_resume import SAVE_EVERY, run, tiny, tiny_args  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "kosimcse"
 # What the Trainer writes with torch.save besides the weights: resume state, all loaded by transformers with

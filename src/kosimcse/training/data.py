@@ -41,32 +41,30 @@ def sentences_to_dataset(sentences: list[str]):
 
 def triplet_dataset(triplets, limit: int | None = None, seed: int = 42):
     """Arrow dataset of (anchor, positive, negative) from ``NliTriplet`` records."""
-    import datasets
-
     rows = {"anchor": [], "positive": [], "negative": []}
     for t in triplets:
         rows["anchor"].append(t.anchor)
         rows["positive"].append(t.positive)
         rows["negative"].append(t.negative)
-    if not rows["anchor"]:
-        raise KoSimCSEError("no NLI triplets: the file has no premise with both an entailment and a contradiction")
-    ds = datasets.Dataset.from_dict(rows)
-    if limit is not None and limit < len(ds):
-        ds = ds.shuffle(seed=seed).select(range(limit))
-    return ds
+    return _table(rows, limit, seed, "no NLI triplets: the file has no premise with both an entailment and a contradiction")
 
 
 def sts_pair_dataset(pairs, limit: int | None = None, seed: int = 42):
     """Arrow dataset of (anchor, positive, score) from ``StsPair`` records (score on the 0-5 scale)."""
-    import datasets
-
     rows = {"anchor": [], "positive": [], "score": []}
     for p in pairs:
         rows["anchor"].append(p.sentence1)
         rows["positive"].append(p.sentence2)
         rows["score"].append(float(p.score))
-    if not rows["anchor"]:
-        raise KoSimCSEError("no STS training pairs were read")
+    return _table(rows, limit, seed, "no STS training pairs were read")
+
+
+def _table(rows: dict[str, list], limit: int | None, seed: int, empty_message: str):
+    """Columns -> Arrow dataset, optionally a seeded random subset of ``limit`` rows."""
+    import datasets
+
+    if not next(iter(rows.values())):
+        raise KoSimCSEError(empty_message)
     ds = datasets.Dataset.from_dict(rows)
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed).select(range(limit))
