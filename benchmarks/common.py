@@ -38,7 +38,11 @@ def machine() -> dict:
 
 
 def command_line() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    """The command as a user types it: ``python -m benchmarks.x ...`` when run as a module, without local paths."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    head = f"python -m {spec.name}" if spec is not None and spec.name else f"python {shlex.quote(sys.argv[0])}"
+    return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 def save_result(name: str, title: str, markdown: str, wall_time_s: float, data: dict | None = None,
