@@ -51,8 +51,37 @@ def row_settings(row: str, steps: int, data: Path) -> tuple[str, dict]:
                       eval_steps=max(steps // 4, 1), save_steps=max(steps // 4, 1))
 
 
-def main(argv=None):
+def dev_curve(output_dir: str) -> list[tuple[int, float]]:
+    """(step, KorSTS dev cosine Spearman) at every evaluation of the run, the start included."""
+    import json
+
+    path = Path(output_dir) / "metrics.jsonl"
+    records = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()] if path.exists() else []
+    return [(r["step"], r["eval_cosine_spearman"]) for r in records if "eval_cosine_spearman" in r]
+
+
+def save_row(row: str, name: str, settings: dict, summary: dict, wall: float, steps: int) -> None:
     from kosimcse.evaluation.sts import markdown_table
+
+    curve = dev_curve(settings["output_dir"])
+    lines = [f"{name}. Budget: {summary['global_step']} steps × batch {settings['per_device_train_batch_size']}"
+             f" ({'triplets' if settings['objective'] == 'sup' else 'sentences'}), lr {settings['learning_rate']},"
+             f" frozen token embeddings, bf16 on CPU; {summary['sentences_per_s']:.1f} examples/s;"
+             f" best dev checkpoint: {summary['best_checkpoint'] or 'the starting model'}"
+             f" (kept starting weights: {summary['kept_initial_model']}).", "",
+             "KorSTS dev cosine Spearman during training (step: score): "
+             + ", ".join(f"{step}: {score:.2f}" for step, score in curve) + ".", ""]
+    for task, metrics in summary["results"].items():
+        lines += [f"**{task}**", "", markdown_table({name: metrics}), ""]
+    save_result(f"train_{row}", f"Trained row: {name}", "\n".join(lines), wall,
+                data={"row_name": name, "results": summary["results"], "summary": {
+                    k: v for k, v in summary.items() if k != "results"}, "settings": settings, "dev_curve": curve},
+                command=f"python -m benchmarks.train_rows --rows {row} --steps {steps}", order=40)
+
+
+def main(argv=None):
+    import json
+
     from kosimcse.paths import data_dir
     from kosimcse.training.args import load_recipe
     from kosimcse.training.run import train
@@ -60,27 +89,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", nargs="+", default=["sup_nli", "unsup_seed", "domain_nsmc"])
     parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--rerender", action="store_true",
+                        help="Rewrite the result files from the finished runs in runs/bench (no training).")
     args = parser.parse_args(argv)
     data = data_dir()
     for row in args.rows:
         name, settings = row_settings(row, args.steps, data)
         settings["output_dir"] = str(RUNS / row)
+        if args.rerender:
+            summary = json.loads((RUNS / row / "summary.json").read_text(encoding="utf-8"))
+            save_row(row, name, settings, summary, summary["wall_time_s"], args.steps)
+            continue
         start = time.time()
         summary = train(*load_recipe(None, settings))
-        wall = time.time() - start
-        dev_curve = summary.get("dev_curve", [])
-        lines = [f"{name}. Budget: {summary['global_step']} steps × batch {settings['per_device_train_batch_size']}"
-                 f" ({'triplets' if settings['objective'] == 'sup' else 'sentences'}), lr {settings['learning_rate']},"
-                 f" frozen token embeddings, bf16 on CPU; {summary['sentences_per_s']:.1f} examples/s;"
-                 f" best dev checkpoint: {summary['best_checkpoint'] or 'the starting model'}"
-                 f" (kept starting weights: {summary['kept_initial_model']}).", ""]
-        for task, metrics in summary["results"].items():
-            lines += [f"**{task}**", "", markdown_table({name: metrics}), ""]
-        save_result(f"train_{row}", f"Trained row: {name}", "\n".join(lines), wall,
-                    data={"row_name": name, "results": summary["results"], "summary": {
-                        k: v for k, v in summary.items() if k != "results"}, "settings": settings,
-                          "dev_curve": dev_curve}, command=f"python -m benchmarks.train_rows --rows {row} --steps {args.steps}",
-                    order=40)
+        save_row(row, name, settings, summary, time.time() - start, args.steps)
 
 
 if __name__ == "__main__":
