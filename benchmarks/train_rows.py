@@ -64,6 +64,8 @@ def save_row(row: str, name: str, settings: dict, summary: dict, wall: float, st
     from kosimcse.evaluation.sts import markdown_table
 
     curve = dev_curve(settings["output_dir"])
+    if summary["kept_initial_model"]:
+        name += " [no checkpoint beat the start on dev: starting weights kept]"
     lines = [f"{name}. Budget: {summary['global_step']} steps × batch {settings['per_device_train_batch_size']}"
              f" ({'triplets' if settings['objective'] == 'sup' else 'sentences'}), lr {settings['learning_rate']},"
              f" frozen token embeddings, bf16 on CPU; {summary['sentences_per_s']:.1f} examples/s;"
