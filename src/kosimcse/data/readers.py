@@ -162,6 +162,25 @@ def _load_json(path: Path):
         raise DataError("invalid JSON: nested too deeply", path) from None
 
 
+def _json_records(path: Path, kind: str, required: tuple[str, ...], policy: _Policy) -> Iterator[tuple[int, dict]]:
+    """``(index, record)`` of a JSON list of objects; a non-object or a record lacking a key goes to the policy.
+
+    The JSON has no line numbers per record, so errors name the 1-based record index as ``line``.
+    """
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"expected a JSON list of {kind} records", path)
+    for index, rec in enumerate(data, start=1):
+        if not isinstance(rec, dict):
+            policy.bad(DataError(f"record {index} is not an object", path, index))
+            continue
+        missing = [k for k in required if k not in rec]
+        if missing:
+            policy.bad(DataError(f"record {index} lacks {', '.join(missing)}", path, index))
+            continue
+        yield index, rec
+
+
 def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None) -> Iterator[StsPair]:
     """Official KLUE-STS JSON (a list of objects with sentence1, sentence2, labels.real-label / labels.label).
 
@@ -169,16 +188,8 @@ def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: 
     """
     path = Path(path)
     policy = _Policy(errors, report)
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise DataError("expected a JSON list of KLUE-STS records", path)
-    for index, rec in enumerate(data, start=1):
+    for index, rec in _json_records(path, "KLUE-STS", ("sentence1", "sentence2", "labels"), policy):
         try:
-            if not isinstance(rec, dict):
-                raise DataError(f"record {index} is not an object", path, index)
-            missing = [k for k in ("sentence1", "sentence2", "labels") if k not in rec]
-            if missing:
-                raise DataError(f"record {index} lacks {', '.join(missing)}", path, index)
             labels = rec["labels"] if isinstance(rec["labels"], dict) else {}
             value = labels.get("real-label", labels.get("label"))
             s1, s2 = str(rec["sentence1"]).strip(), str(rec["sentence2"]).strip()
@@ -284,16 +295,8 @@ def read_klue_nli_json(path: str | Path, errors: ErrorPolicy = "raise", report: 
     """
     path = Path(path)
     policy = _Policy(errors, report)
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise DataError("expected a JSON list of KLUE-NLI records", path)
-    for index, rec in enumerate(data, start=1):
+    for index, rec in _json_records(path, "KLUE-NLI", ("premise", "hypothesis", "gold_label"), policy):
         try:
-            if not isinstance(rec, dict):
-                raise DataError(f"record {index} is not an object", path, index)
-            missing = [k for k in ("premise", "hypothesis", "gold_label") if k not in rec]
-            if missing:
-                raise DataError(f"record {index} lacks {', '.join(missing)}", path, index)
             pair = _nli_pair(rec["premise"], rec["hypothesis"], rec["gold_label"], path, index)
         except DataError as e:
             policy.bad(e)
