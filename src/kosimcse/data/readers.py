@@ -617,8 +617,6 @@ def _read_delimited_texts(path: Path, column: str, name: str, policy: _Policy, d
 def _read_parquet_texts(path: Path, column: str, name: str, policy: _Policy, batch_size: int = 8192):
     import pyarrow.parquet as pq
 
-    from kosimcse.data.records import Text
-
     _require_nonempty(path)
     try:
         pf = pq.ParquetFile(path)
@@ -627,39 +625,41 @@ def _read_parquet_texts(path: Path, column: str, name: str, policy: _Policy, bat
         raise DataError(f"unreadable parquet file: {e}", path) from None
     if column not in names:
         raise DataError(f"missing column {column!r}; available: {names}", path)
-    row = 0
-    try:
+    rows_read = 0
+
+    def values():
+        nonlocal rows_read
         # iter_batches reads one row group at a time, so a multi-GB file never sits in memory whole.
         for batch in pf.iter_batches(batch_size=batch_size, columns=[column]):
             for value in batch.column(0).to_pylist():
-                row += 1
-                try:
-                    text = _text_value(value, column, path, row)
-                except DataError as e:
-                    policy.bad(e)
-                    continue
-                policy.ok()
-                yield Text(text, name, row)
+                rows_read += 1
+                yield value
+
+    try:
+        yield from _value_texts(values(), column, path, name, policy)
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"unreadable parquet data after row {row}: {e}", path, row + 1) from None
+        raise DataError(f"unreadable parquet data after row {rows_read}: {e}", path, rows_read + 1) from None
 
 
 def _iter_dataset_texts(ds, column: str, name: str, where: str, policy: _Policy):
+    yield from _value_texts((value for batch in ds.iter(batch_size=1000) for value in batch[column]),
+                            column, Path(where), name, policy)
+
+
+def _value_texts(values, column: str, path: Path, name: str, policy: _Policy):
+    """Column values -> ``Text`` records numbered from 1; a bad value goes to the policy."""
     from kosimcse.data.records import Text
 
-    row = 0
-    for batch in ds.iter(batch_size=1000):
-        for value in batch[column]:
-            row += 1
-            try:
-                text = _text_value(value, column, Path(where), row)
-            except DataError as e:
-                policy.bad(e)
-                continue
-            policy.ok()
-            yield Text(text, name, row)
+    for row, value in enumerate(values, start=1):
+        try:
+            text = _text_value(value, column, path, row)
+        except DataError as e:
+            policy.bad(e)
+            continue
+        policy.ok()
+        yield Text(text, name, row)
 
 
 def _read_hf_disk(path: Path, column: str, name: str, policy: _Policy, split: str):

@@ -13,6 +13,7 @@ tracking. This subclass adds only:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -50,8 +51,6 @@ class JsonlLogger(TrainerCallback):
 def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
                      prefix: str = "", device=None, autocast=None) -> np.ndarray:
     """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal."""
-    import contextlib
-
     from kosimcse.modeling.objectives import encode_batch
 
     template = model.config.prompt_template if getattr(model.config, "is_prompt", False) else ""
@@ -171,7 +170,7 @@ class SimCSETrainer(Trainer):
             loss = core.loss_fn(*(reps[:, v] for v in range(views)), *scores)
             return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
 
-        no_sync = getattr(model, "no_sync", None) or _nullcontext
+        no_sync = getattr(model, "no_sync", None) or contextlib.nullcontext
         return grad_cache_backward(embed, loss_on, flat, chunk, backward=self.accelerator.backward,
                                    no_sync=no_sync, autocast=self.accelerator.autocast)
 
@@ -193,11 +192,6 @@ class SimCSETrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-
-def _nullcontext():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def has_finite_weights(model: torch.nn.Module) -> bool:
