@@ -1,5 +1,7 @@
 """Model selection counts the starting model: a run that only makes dev worse exports the weights it started from."""
 
+import json
+
 import torch
 from safetensors.torch import load_file
 
@@ -12,14 +14,14 @@ SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰�
              "비행기가 이륙하고 있다.", "한 여자가 피아노를 연주한다."] * 4
 
 
-def run(tmp_path, name, lr):
+def run(tmp_path, name, lr, **extra):
     model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
     train_file = tmp_path / "sentences.txt"
     train_file.write_text("\n".join(SENTENCES), encoding="utf-8")
     margs, dargs, targs = load_recipe(None, dict(
         model_name_or_path=str(model_dir), train_file=str(train_file), output_dir=str(tmp_path / name), pooler="avg",
         learning_rate=lr, per_device_train_batch_size=8, max_steps=4, eval_steps=2, save_steps=2, warmup_steps=0,
-        eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0))
+        eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0, **extra))
     return model_dir, train(margs, dargs, targs)
 
 
@@ -32,3 +34,32 @@ def test_a_run_that_hurts_dev_keeps_the_starting_weights(tmp_path):
     for name, tensor in start.items():
         assert torch.equal(exported[name], tensor), name
     assert abs(summary["results"]["korsts-dev"]["cosine_spearman"] - summary["start_metric"]) < 1e-6
+
+
+def test_selection_score_prefers_the_latest_checkpoint_within_tolerance():
+    from kosimcse.training.trainer import selection_score
+
+    start = selection_score(80.0, 80.0, 0.5, 0)
+    early_better = selection_score(81.0, 80.0, 0.5, 10)
+    late_within = selection_score(79.6, 80.0, 0.5, 40)
+    late_outside = selection_score(79.4, 80.0, 0.5, 60)
+    assert late_within > early_better > start > late_outside
+
+
+def test_selection_tolerance_exports_the_most_trained_checkpoint_within_it(tmp_path):
+    # A huge tolerance admits every checkpoint: the last one (step 4) must be the export, weights and all.
+    _, summary = run(tmp_path, "tolerant", lr=5.0, selection_tolerance=1000.0)
+    assert summary["kept_initial_model"] is False
+    assert summary["best_checkpoint"].endswith("checkpoint-4")
+    chosen = load_file(str(tmp_path / "tolerant" / "checkpoint-4" / "model.safetensors"))
+    exported = load_file(str(tmp_path / "tolerant" / "best" / "model.safetensors"))
+    for name, tensor in exported.items():
+        assert torch.equal(chosen["encoder." + name], tensor), name
+    records = [json.loads(line) for line in (tmp_path / "tolerant" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "eval_selection_score" in r] == [0, 2, 4]
+
+
+def test_selection_tolerance_still_keeps_the_start_when_every_checkpoint_falls_below_it(tmp_path):
+    _, summary = run(tmp_path, "strict", lr=5.0, selection_tolerance=1e-6)
+    assert summary["kept_initial_model"] is True
+    assert abs(summary["results"]["korsts-dev"]["cosine_spearman"] - summary["start_dev"]) < 1e-6

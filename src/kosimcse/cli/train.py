@@ -70,7 +70,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         return
     from kosimcse.evaluation.sts import markdown_table
 
-    click.echo(f"\nbest checkpoint: {summary['best_checkpoint']} (dev cosine Spearman {summary['best_metric']})")
+    chosen = summary["best_checkpoint"] or "the starting model (no checkpoint did better)"
+    task = summary.get("eval_task", "korsts-dev")
+    dev = summary["results"].get(task, {}).get("cosine_spearman", float("nan"))
+    start = summary.get("start_dev")
+    click.echo(f"\nselected ({summary.get('selection', 'best dev score')}): {chosen}; {task} cosine Spearman "
+               + (f"{start:.2f} at the start, " if start is not None else "") + f"{dev:.2f} selected")
     click.echo(f"exported: {summary['exported']}  ({summary['global_step']} steps, {summary['wall_time_s']:.0f} s, "
                f"{summary['sentences_per_s']:.1f} sentences/s)\n")
     for task, metrics in summary["results"].items():

@@ -57,12 +57,18 @@ class DataArguments:
     report_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts-test", "klue-sts-dev"])
 
 
+SELECTION_SCORE = "eval_selection_score"
+
+
 @dataclass
 class SimCSETrainingArguments(TrainingArguments):
     output_dir: str = "runs/simcse"
     grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size; 0 turns GradCache off."})
     max_bad_batches: int = field(default=0, metadata={"help": "Skip up to N batches with a non-finite loss before stopping."})
     eval_batch_size: int = 128
+    selection_tolerance: float = field(default=0.0, metadata={"help": (
+        "Domain adaptation: keep the most-trained checkpoint whose dev score stays within this many points of "
+        "the starting model's (needs eval_on_start); 0: the best dev score wins.")})
     # Contrastive defaults that differ from the Trainer's.
     learning_rate: float = 5e-5
     per_device_train_batch_size: int = 64
@@ -85,6 +91,16 @@ class SimCSETrainingArguments(TrainingArguments):
     remove_unused_columns: bool = False
     report_to: str | list[str] = field(default_factory=lambda: ["tensorboard"])
     save_safetensors: bool = True
+
+    def __post_init__(self):
+        if self.selection_tolerance < 0:
+            raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
+        if self.selection_tolerance > 0:
+            if not self.eval_on_start:
+                raise ValueError("selection_tolerance compares checkpoints with the starting model: set eval_on_start true")
+            # The Trainer's own best-checkpoint tracking then does the selection (see SimCSETrainer.evaluate).
+            self.metric_for_best_model, self.greater_is_better = SELECTION_SCORE, True
+        super().__post_init__()
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)

@@ -235,7 +235,10 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": trainer.state.best_model_checkpoint,
                "best_metric": trainer.state.best_metric, "kept_initial_model": kept_initial,
-               "start_metric": start_score}
+               "start_metric": start_score,
+               "start_dev": (trainer.start_metrics or {}).get("eval_cosine_spearman"),
+               "selection": (f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
+                             if targs.selection_tolerance > 0 else "best dev score")}
     if kept_initial:
         summary["best_checkpoint"], summary["best_metric"] = None, start_score
     seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * max(targs.world_size, 1)
@@ -246,6 +249,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
             raise NonFiniteLossError(f"the final model has NaN/inf weights; not exporting it to {BEST_DIR}/")
         results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, bf16=targs.bf16)
         summary["results"] = results
+        summary["eval_task"] = dargs.eval_task
         out = Path(targs.output_dir) / BEST_DIR
         best.save_pretrained(out, tokenizer=tokenizer, model_card=model_card(out.name, margs, dargs, results))
         summary["exported"] = str(out)

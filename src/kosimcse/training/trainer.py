@@ -26,6 +26,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.training.args import SELECTION_SCORE
 from kosimcse.training.checkpoints import commit_checkpoint, staging_dir
 from kosimcse.training.gradcache import grad_cache_backward
 
@@ -188,10 +189,38 @@ class SimCSETrainer(Trainer):
         if self.state.global_step == 0:
             # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.
             self.start_metrics = metrics
+        if self.args.selection_tolerance > 0:
+            if self.start_metrics is None:  # resumed: the start was evaluated by the first attempt
+                self.start_metrics = logged_start_metrics(Path(self.args.output_dir) / "metrics.jsonl")
+            metrics[SELECTION_SCORE] = selection_score(
+                metrics[f"{metric_key_prefix}_cosine_spearman"], self.start_metrics[f"{metric_key_prefix}_cosine_spearman"],
+                self.args.selection_tolerance, self.state.global_step)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+
+
+def logged_start_metrics(path: Path) -> dict[str, float]:
+    """The step-0 evaluation recorded in a run's ``metrics.jsonl`` (needed again when a run resumes)."""
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("step") == 0 and "eval_cosine_spearman" in record:
+                return {k: v for k, v in record.items() if k.startswith("eval_")}
+    raise KoSimCSEError(f"selection_tolerance needs the starting model's dev score, and {path} has none: "
+                        "start the run again without resuming, with eval_on_start true")
+
+
+def selection_score(dev: float, start: float, tolerance: float, step: int) -> float:
+    """Score that makes "the latest checkpoint within ``tolerance`` of the start" the Trainer's best checkpoint.
+
+    Every evaluation at or above ``start - tolerance`` scores the same floor plus a tiny bonus per step, so the
+    most-trained of them wins; one below the floor scores lower. The start itself (step 0) sits on the floor
+    without a bonus, so it is kept only when no trained checkpoint stays within the tolerance.
+    Expressed as a metric so that the Trainer's best-checkpoint tracking and ``save_total_limit`` keep it.
+    """
+    return min(dev, start - tolerance) + 1e-9 * step
 
 
 def has_finite_weights(model: torch.nn.Module) -> bool:
