@@ -9,6 +9,7 @@ KorSTS test/dev and KLUE-STS dev, and saved as ``benchmarks/results/train_<row>.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -107,6 +108,8 @@ def main(argv=None):
             summary = json.loads((RUNS / row / "summary.json").read_text(encoding="utf-8"))
             save_row(row, name, settings, summary, summary["wall_time_s"], args.steps)
             continue
+        # A fresh run: metrics.jsonl is appended to, and an earlier run's evaluations would mix into the dev curve.
+        shutil.rmtree(settings["output_dir"], ignore_errors=True)
         start = time.time()
         summary = train(*load_recipe(None, settings))
         save_row(row, name, settings, summary, time.time() - start, args.steps)
