@@ -93,18 +93,20 @@ def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str, prefix: s
     model.eval()
     want_hidden = needs_hidden_states(pooling)
     try:
-        with _progress(len(texts), show_progress, "encode") as bar:
+        # One autocast context around all batches, not one per batch: autocast caches the bf16 copies of the
+        # weights only while its outermost context is open, and re-casting every weight for each small batch
+        # made batch-1 encoding slower than fp32 (measured in benchmarks/speed.py).
+        with _progress(len(texts), show_progress, "encode") as bar, _autocast(device, dtype):
             for start in range(0, len(texts), batch_size):
                 idx = order[start:start + batch_size]
                 batch = tokenizer([prefix + texts[i] for i in idx], padding=True, truncation=True,
                                   max_length=max_length, return_tensors="pt")
                 batch = {k: v.to(device) for k, v in batch.items()}
-                with _autocast(device, dtype):
-                    outputs = model(**batch, output_hidden_states=want_hidden, return_dict=True)
-                    emb = pool(pooling, batch["attention_mask"], outputs.last_hidden_state,
-                               outputs.hidden_states if want_hidden else None)
-                    if head is not None:
-                        emb = head(emb)
+                outputs = model(**batch, output_hidden_states=want_hidden, return_dict=True)
+                emb = pool(pooling, batch["attention_mask"], outputs.last_hidden_state,
+                           outputs.hidden_states if want_hidden else None)
+                if head is not None:
+                    emb = head(emb)
                 emb = emb.float()
                 if normalize:
                     emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
