@@ -141,10 +141,12 @@ def main(argv=None) -> None:
     checkpoints = checkpoints_newest_first(run_dir)
     if not checkpoints:
         raise SystemExit(f"{run_dir}: no checkpoint-* folder left to take the last weights from")
+    selected = "start kept" if summary["kept_initial_model"] else Path(summary["best_checkpoint"]).name
     models = {"before (starting encoder)": KoSimCSE.from_pretrained(summary["resolved_model"], **settings),
-              f"after, dev-selected ({'start kept' if summary['kept_initial_model'] else summary['best_checkpoint']})": best,
-              f"after, last checkpoint ({checkpoints[0].name}, not selected)": load_checkpoint_encoder(
-                  run_dir, checkpoints[0], **settings)}
+              f"after, selected ({selected})": best}
+    if selected != checkpoints[0].name:  # the last weights differ from the export: measure them too
+        models[f"after, last checkpoint ({checkpoints[0].name}, not selected)"] = load_checkpoint_encoder(
+            run_dir, checkpoints[0], **settings)
 
     texts = domain_sample(spec, args.sample, args.seed)
     rng = np.random.default_rng(args.seed + 1)
