@@ -1,0 +1,48 @@
+"""The rendered "targets at a glance" table judges each target from the result files, not from typed numbers."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.render import render, targets_summary
+
+
+def _write(folder, name, data, title="t"):
+    payload = {"name": name, "title": title, "order": 50, "command": f"python -m benchmarks.{name}", "date": "d",
+               "machine": {"nproc": 2, "cpu": "cpu", "torch": "x"}, "wall_time_s": 1.0, "markdown": "body",
+               "data": data}
+    (folder / f"{name}.json").write_text(json.dumps(payload), encoding="utf-8")
+
+
+def _stats(median, lo):
+    return {"ratios": [lo, median], "min": lo, "median": median, "max": median}
+
+
+def test_targets_table_reports_met_and_missed_from_the_results(tmp_path):
+    _write(tmp_path, "speed", {"settings": {"smoke": False},
+                               "training": {"m": {"kosimcse": _stats(1.2, 1.1), "kosimcse (frozen embeddings)": _stats(1.8, 1.6)},
+                                            "matmul_peak_tflops": [0.5]},
+                               "encoding": {"batch 128 vs SentenceTransformer fp32": _stats(2.3, 2.1),
+                                            "batch 1 vs SentenceTransformer fp32": _stats(0.9, 0.8),
+                                            "cosine_vs_fp32": {"min": 0.99995}}})
+    test = lambda x: {"results": {"korsts-test": {"cosine_spearman": x}}}  # noqa: E731
+    _write(tmp_path, "objectives", {"runs": {"multitask_cosent": {"42": test(83.0), "43": test(84.0)}}})
+    _write(tmp_path, "train_domain_nsmc", {"results": {"korsts-test": {"cosine_spearman": 76.849}},
+                                           "summary": {"kept_initial_model": True}})
+    table = targets_summary(tmp_path)
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "missed by 0.30" in lines["training speed ≥ 1.5× sentence-transformers (m, kosimcse)"]
+    assert lines["training speed ≥ 1.5× sentence-transformers (m, kosimcse (frozen embeddings))"].endswith("| met |")
+    assert lines["encoding ≥ 2× SentenceTransformer.encode fp32 (batch 128)"].endswith("| met |")
+    assert "missed by 1.10" in lines["encoding ≥ 2× SentenceTransformer.encode fp32 (batch 1)"]
+    assert "| 83.50 | missed by 2.10" in lines["multitask recipe ≥ 85.6 KorSTS test (multitask_cosent, 2 seeds)"]
+    # 76.849 prints as 76.85: equal to the target at the precision shown.
+    assert "76.85 (start kept) | met" in lines["unsupervised/domain ≥ 76.85 KorSTS test (domain_nsmc)"]
+    doc = render(tmp_path, tmp_path / "BENCHMARKS.md")
+    assert doc.index("Targets at a glance") < doc.index("## t")
+
+
+def test_no_results_no_targets_section(tmp_path):
+    assert targets_summary(tmp_path) == ""
+    _write(tmp_path, "speed", {"settings": {"smoke": True}, "training": {}, "encoding": {}})
+    assert targets_summary(tmp_path) == ""
