@@ -57,7 +57,8 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     table before and after training next to the seed project's published rows.
 
     \b
-    Defaults take about 10-15 minutes on 2 CPU cores, offline.
+    Defaults take about 10-15 minutes on 2 idle CPU cores (from the measured e5 training rate of ~30 sentences/s;
+    38 minutes measured on a busy shared box), offline.
     Examples:
       kosimcse quickstart
       kosimcse quickstart --max-steps 400 --kowiki-part all --out runs/qs-long
