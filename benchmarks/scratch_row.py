@@ -200,7 +200,8 @@ def simcse_settings(mlm_dir: str | Path, train_file: str, steps: int, output_dir
 
 def run_row(train_file: str | Path, out_root: str | Path = RUNS, size: MiniBert = MiniBert(), mlm_steps: int = 1500,
             simcse_steps: int = 500, batch_size: int = 64, mlm_lr: float = 5e-4, simcse_lr: float = 1e-4,
-            pooler: str = "cls", tasks=TASKS, heldout: int = 1000, bf16: bool = True, log=print) -> dict:
+            pooler: str = "cls", tasks=TASKS, heldout: int = 1000, bf16: bool = True, log=print,
+            reuse_mlm: dict | None = None) -> dict:
     """Tokenizer + MLM, evaluate the MLM model, then SimCSE.
 
     Returns ``{"mlm": MLM summary, "mlm_results": mean pooling, "mlm_results_cls": [CLS] pooling,
@@ -212,21 +213,27 @@ def run_row(train_file: str | Path, out_root: str | Path = RUNS, size: MiniBert 
     out_root = Path(out_root)
     # A fresh row: an earlier run's checkpoints would enter the Trainer's rotation, and its metrics.jsonl
     # (appended to) would mix into this run's dev curve. Its numbers live on in benchmarks/results.
-    for stale in (out_root / "simcse", out_root / "mlm-trainer"):
+    simcse_dir = out_root / (f"simcse-{pooler}" if pooler != "cls" else "simcse")
+    for stale in (simcse_dir,) if reuse_mlm else (simcse_dir, out_root / "mlm-trainer"):
         shutil.rmtree(stale, ignore_errors=True)
-    sentences = read_sentences(train_file)
-    log(f"MLM: {len(sentences)} sentences, {size.label} BERT, {mlm_steps} steps x {batch_size}")
-    mlm = pretrain_mlm(sentences, out_root / "mlm", size=size, steps=mlm_steps, batch_size=batch_size,
-                       learning_rate=mlm_lr, heldout=heldout, bf16=bf16,
-                       logging_steps=max(1, min(50, mlm_steps // 10)))
-    log(f"MLM done in {mlm['wall_time_s']} s: train loss {mlm['train_loss']:.3f}, held-out masked-LM loss "
-        f"{mlm['heldout_loss_before']} -> {mlm['heldout_loss_after']}")
-    t0 = time.perf_counter()
-    # Mean pooling is the usual raw-PLM baseline; cls is what the SimCSE row embeds with, shown for comparison.
-    mlm_results = evaluate_folder(mlm["folder"], "mean", tasks, bf16=bf16)
-    mlm_results_cls = evaluate_folder(mlm["folder"], "cls", tasks, bf16=bf16)
-    mlm["eval_s"] = round(time.perf_counter() - t0, 1)
-    settings = simcse_settings(mlm["folder"], str(train_file), simcse_steps, out_root / "simcse",
+    if reuse_mlm:
+        # SimCSE variants from the same pretrained model: MLM is most of the row's CPU time.
+        mlm, mlm_results, mlm_results_cls = reuse_mlm["mlm"], reuse_mlm["results"], reuse_mlm["results_cls_pooling"]
+        log(f"MLM: reusing {mlm['folder']} ({mlm['global_step']} steps)")
+    else:
+        sentences = read_sentences(train_file)
+        log(f"MLM: {len(sentences)} sentences, {size.label} BERT, {mlm_steps} steps x {batch_size}")
+        mlm = pretrain_mlm(sentences, out_root / "mlm", size=size, steps=mlm_steps, batch_size=batch_size,
+                           learning_rate=mlm_lr, heldout=heldout, bf16=bf16,
+                           logging_steps=max(1, min(50, mlm_steps // 10)))
+        log(f"MLM done in {mlm['wall_time_s']} s: train loss {mlm['train_loss']:.3f}, held-out masked-LM loss "
+            f"{mlm['heldout_loss_before']} -> {mlm['heldout_loss_after']}")
+        t0 = time.perf_counter()
+        # Mean pooling is the usual raw-PLM baseline; cls is what the SimCSE row embeds with, shown for comparison.
+        mlm_results = evaluate_folder(mlm["folder"], "mean", tasks, bf16=bf16)
+        mlm_results_cls = evaluate_folder(mlm["folder"], "cls", tasks, bf16=bf16)
+        mlm["eval_s"] = round(time.perf_counter() - t0, 1)
+    settings = simcse_settings(mlm["folder"], str(train_file), simcse_steps, simcse_dir,
                                learning_rate=simcse_lr, batch_size=batch_size, pooler=pooler, tasks=tasks, bf16=bf16)
     log(f"SimCSE: {simcse_steps} steps x {batch_size}, lr {simcse_lr}, pooler {pooler}")
     t0 = time.perf_counter()
@@ -243,9 +250,14 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def row_names(size: MiniBert) -> tuple[str, str]:
+def row_names(size: MiniBert, pooler: str = "cls") -> tuple[str, str]:
     base = f"mini BERT {size.label} from scratch (MLM on a kowiki slice)"
-    return f"{base}, mean pooling, no SimCSE", f"{base} + unsupervised SimCSE (kowiki slice)"
+    pooling = "" if pooler == "cls" else f", {pooler} pooling"
+    return f"{base}, mean pooling, no SimCSE", f"{base} + unsupervised SimCSE (kowiki slice{pooling})"
+
+
+def result_name(pooler: str) -> str:
+    return "train_scratch_mini" + ("" if pooler == "cls" else f"_{pooler}")
 
 
 def render(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, str, dict]]:
@@ -255,7 +267,7 @@ def render(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, st
     from benchmarks.train_rows import dev_curve
 
     mlm, summary, settings = out["mlm"], out["simcse"], out["settings"]
-    mlm_name, simcse_name = row_names(size)
+    mlm_name, simcse_name = row_names(size, settings["pooler"])
     cores = _cores()
     mlm_min = (mlm["wall_time_s"] + mlm.get("eval_s", 0)) / 60
     mlm_steps = f"MLM {mlm['global_step']} steps x {mlm['batch_size']} sentences (<= {mlm['max_length']} tokens)"
@@ -297,7 +309,7 @@ def render(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, st
         ("train_scratch_mini_mlm", f"Trained row: {mlm_name}", "\n".join(mlm_lines),
          {"row_name": mlm_name, "results": out["mlm_results"], "results_cls_pooling": out["mlm_results_cls"],
           "budget": mlm_budget, "mlm": mlm}),
-        ("train_scratch_mini", f"Trained row: {name}", "\n".join(simcse_lines),
+        (result_name(settings["pooler"]), f"Trained row: {name}", "\n".join(simcse_lines),
          {"row_name": name, "results": summary["results"], "budget": budget, "mlm": mlm, "summary": simcse_summary,
           "settings": settings, "dev_curve": curve, "mlm_only_results": out["mlm_results"]}),
     ]
@@ -337,6 +349,23 @@ def smoke_corpus(out_dir: Path, paragraphs: int = 300) -> str:
     return str(out_dir / "corpus" / "sentences.txt")
 
 
+def reusable_mlm(mlm_steps: int) -> dict:
+    """The finished MLM stage recorded in ``benchmarks/results/train_scratch_mini_mlm.json``, if its folder is intact."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+
+    path = RESULTS_DIR / "train_scratch_mini_mlm.json"
+    if not path.is_file():
+        raise SystemExit(f"--reuse_mlm: {path} is missing; run without --reuse_mlm first")
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    folder = Path(data["mlm"]["folder"])
+    if data["mlm"]["global_step"] != mlm_steps or not (folder / "config.json").is_file():
+        raise SystemExit(f"--reuse_mlm: {path} records {data['mlm']['global_step']} MLM steps in {folder} "
+                         f"(folder present: {folder.is_dir()}); asked for {mlm_steps}")
+    return data
+
+
 def main(argv=None) -> None:
     from benchmarks.common import save_result
 
@@ -346,6 +375,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mlm_lr", type=float, default=5e-4)
     parser.add_argument("--simcse_lr", type=float, default=1e-4)
     parser.add_argument("--pooler", default="cls", help="SimCSE pooler (cls: SimCSE's, with MLP in training only)")
+    parser.add_argument("--reuse_mlm", action="store_true",
+                        help="skip MLM: reuse runs/bench/scratch/mlm and its numbers in benchmarks/results "
+                             "(same --mlm_steps), train only the SimCSE stage, e.g. with another --pooler")
     parser.add_argument("--smoke", action="store_true",
                         help="5 MLM + 4 SimCSE steps on ~300 kowiki paragraphs, 100 pairs per task, in a temp folder; "
                              "saves no result")
@@ -371,15 +403,23 @@ def main(argv=None) -> None:
 
     # kowiki only: the row is "raw PLM + unsupervised SimCSE on Wikipedia", so no STS sentence goes in.
     train_file = corpus("kowiki-aa", [f"kowiki:{data_dir() / 'corpus' / 'kowiki' / 'AA'}"])
+    reuse = None
+    if args.reuse_mlm:
+        reuse = reusable_mlm(args.mlm_steps)
     start = time.perf_counter()  # the budget is training and evaluation; the corpus is prepared once and cached
     out = run_row(train_file, RUNS, size=size, mlm_steps=args.mlm_steps, simcse_steps=args.simcse_steps,
-                  mlm_lr=args.mlm_lr, simcse_lr=args.simcse_lr, pooler=args.pooler)
+                  mlm_lr=args.mlm_lr, simcse_lr=args.simcse_lr, pooler=args.pooler, reuse_mlm=reuse)
     total = time.perf_counter() - start
+    if reuse:  # the row's budget still counts the MLM stage it stands on
+        total += out["mlm"]["wall_time_s"] + out["mlm"].get("eval_s", 0)
     command = (f"python -m benchmarks.scratch_row --mlm_steps {args.mlm_steps} --simcse_steps {args.simcse_steps}"
                + (f" --mlm_lr {args.mlm_lr}" if args.mlm_lr != 5e-4 else "")
                + (f" --simcse_lr {args.simcse_lr}" if args.simcse_lr != 1e-4 else "")
-               + (f" --pooler {args.pooler}" if args.pooler != "cls" else ""))
+               + (f" --pooler {args.pooler}" if args.pooler != "cls" else "")
+               + (" --reuse_mlm" if args.reuse_mlm else ""))
     for name, title, markdown, data in render(out, size, total):
+        if reuse and name.endswith("_mlm"):
+            continue  # unchanged: keep the file (and date) of the run that trained it
         wall = out["mlm"]["wall_time_s"] + out["mlm"]["eval_s"] if name.endswith("_mlm") else total
         path = save_result(name, title, markdown, wall, data=data, command=command, order=40)
         print(f"wrote {path}")
