@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -108,6 +109,9 @@ def run_objective(name: str, seed: int, args, data: Path) -> dict:
             summary = json.loads(done.read_text(encoding="utf-8"))
             wall += summary["wall_time_s"]
         else:
+            # A fresh stage folder: an earlier run's summary.json, checkpoints and (appended) metrics.jsonl
+            # would otherwise pass for this run's.
+            shutil.rmtree(settings["output_dir"], ignore_errors=True)
             start = time.time()
             summary = train(*load_recipe(None, settings))
             wall += time.time() - start
