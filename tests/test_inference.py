@@ -257,3 +257,22 @@ def test_exported_simcse_folder_embeds_like_sentence_transformers(tiny_dir, tmp_
     assert (ours.pooling, ours.prefix) == (pooler, "질문: ")
     theirs = SentenceTransformer(str(tmp_path / "export"), device="cpu").encode(TEXTS, prompt_name="query")
     np.testing.assert_allclose(ours.encode(TEXTS, show_progress=False), theirs, atol=1e-5)
+
+
+def test_auto_dtype_encodes_tiny_batches_in_fp32_and_big_ones_as_resolved(tiny_dir, monkeypatch):
+    from kosimcse.inference import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)  # as on an AMX CPU
+    auto = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="auto")
+    fp32 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
+    bf16 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="bf16")
+    assert auto.dtype == "bf16"
+    # Batch 1 (and a single string) runs in fp32: bit-equal to the fp32 encoder.
+    assert np.array_equal(auto.encode(TEXTS, batch_size=1, show_progress=False),
+                          fp32.encode(TEXTS, batch_size=1, show_progress=False))
+    assert np.array_equal(auto.encode(TEXTS[0], show_progress=False), fp32.encode(TEXTS[0], show_progress=False))
+    # A full batch keeps bf16; an explicit dtype is never overridden.
+    assert np.array_equal(auto.encode(TEXTS, batch_size=64, show_progress=False),
+                          bf16.encode(TEXTS, batch_size=64, show_progress=False))
+    assert not np.array_equal(bf16.encode(TEXTS, batch_size=1, show_progress=False),
+                              fp32.encode(TEXTS, batch_size=1, show_progress=False))

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_POOLING = "mean"
+# Below this many sentences per batch, dtype "auto" encodes in fp32 on CPU (see KoSimCSE.encode).
+SMALL_CPU_BATCH = 4
 
 
 @functools.lru_cache(maxsize=1)
@@ -184,6 +186,8 @@ class KoSimCSE:
         self.prefix = prefix
         self.max_length = max_length
         self.dtype = resolve_dtype(dtype, self.device)
+        # "auto" may still choose per call: see encode().
+        self.auto_dtype = dtype == "auto"
         self.path = path
         self.head = head.to(self.device).eval() if head is not None else None
 
@@ -226,8 +230,14 @@ class KoSimCSE:
                show_progress: bool = True, convert_to: str = "numpy"):
         """Embeddings ``[n, dim]`` in input order (one string gives ``[dim]``)."""
         single = isinstance(texts, str)
+        dtype = self.dtype
+        if self.auto_dtype and self.device.type == "cpu" and min(batch_size, 1 if single else len(texts)) < SMALL_CPU_BATCH:
+            # Measured (benchmarks/speed.py, e5-small on 2 AMX cores): at batch 1 sentence-transformers ran 57
+            # sentences/s in fp32 and 37 under bf16 autocast; a single short sentence is latency-bound and the
+            # bf16 casts cost more than they save. Big batches keep bf16 (about 2x fp32 at batch 128).
+            dtype = "fp32"
         emb = encode_texts(self.model, self.tokenizer, [texts] if single else texts, self.pooling, self.prefix,
-                           max_length=self.max_length, batch_size=batch_size, device=self.device, dtype=self.dtype,
+                           max_length=self.max_length, batch_size=batch_size, device=self.device, dtype=dtype,
                            normalize=normalize, show_progress=show_progress, convert_to=convert_to,
                            head=self.head)
         return emb[0] if single else emb
