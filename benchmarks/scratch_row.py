@@ -28,7 +28,6 @@ from pathlib import Path
 
 RUNS = Path("runs/bench/scratch")
 TASKS = ("korsts-dev", "korsts-test", "klue-sts-dev")
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @dataclass(frozen=True)
@@ -61,25 +60,10 @@ def read_sentences(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def train_tokenizer(sentences: list[str], vocab_size: int, model_max_length: int = 128):
-    """A fast BERT-style WordPiece tokenizer trained on ``sentences``; returns a transformers tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A fast BERT-style WordPiece tokenizer trained on ``sentences`` (the one the tests and smoke runs build)."""
+    from tests.helpers import make_tiny_tokenizer
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    # strip_accents=False: its NFD step would break Hangul syllables into jamo.
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                                                 show_progress=False))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=model_max_length,
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    return make_tiny_tokenizer(sentences, vocab_size, model_max_length)
 
 
 def _examples(tokenizer, sentences: list[str], max_length: int) -> list[dict]:

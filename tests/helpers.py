@@ -35,7 +35,7 @@ def korean_sample_texts(limit: int = 3000) -> list[str]:
     return texts + list(_FALLBACK_TEXTS)
 
 
-def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 2000):
+def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 2000, model_max_length: int = 128):
     """A fast BERT-style WordPiece tokenizer trained on the fly; returns a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -56,7 +56,7 @@ def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: in
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=128, model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        mask_token="[MASK]", model_max_length=model_max_length, model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
