@@ -8,6 +8,8 @@ over seeds. Multitask rows are two runs: supervised SimCSE on KLUE-NLI triplets,
 
     python -m benchmarks.objectives --smoke                       # plumbing check: 2 steps, one seed
     python -m benchmarks.objectives --objectives multitask_cosent --steps 100 --sts_steps 150 --seeds 42 43
+    python -m benchmarks.objectives --objectives sts_cosent --sts_steps 1200 --sts_lr 5e-5 --warmup 0.1 \
+        --evals 6 --name objectives_long           # a longer STS stage, saved as its own section
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from benchmarks.common import save_result
 RUNS = Path("runs/bench-objectives")
 E5 = dict(model_name_or_path="e5-small-airgap", pooler="avg", prefix="query: ", mlp_only_train=False,
           freeze_embeddings=True, temperature=0.05)
-COMMON = dict(bf16=True, report_to=[], disable_tqdm=True, eval_on_start=True, warmup_steps=0, logging_steps=10,
+COMMON = dict(bf16=True, report_to=[], disable_tqdm=True, eval_on_start=True, logging_steps=10,
               save_total_limit=1)
 TASKS = ["korsts-dev", "korsts-test", "klue-sts-dev"]
 
@@ -67,22 +69,33 @@ def unsup_corpus(data: Path, smoke: bool = False) -> str:
 
 
 def stage_settings(objective: str, extra: dict, steps: int, batch: int, seed: int, data: Path, smoke: bool,
-                   evals: int = 3, last_stage: bool = True) -> dict:
+                   evals: int = 3, last_stage: bool = True, sts_lr: float = 2e-5, warmup: float = 0.0) -> dict:
     every = max(steps // max(evals, 1), 1)
     settings = dict(E5, **COMMON, objective=objective, seed=seed, max_steps=steps, eval_steps=every, save_steps=every,
                     per_device_train_batch_size=batch, max_train_sentences=batch * steps,
                     # test is reported once, for the final model only
-                    report_tasks=TASKS if last_stage and not smoke else ["korsts-dev"])
+                    report_tasks=TASKS if last_stage and not smoke else ["korsts-dev"],
+                    warmup_steps=warmup)  # transformers 5: a value below 1 is a fraction of the run
     if objective == "sup":
         settings.update(learning_rate=2e-5, max_length=48)
     elif objective == "sts":
-        settings.update(learning_rate=2e-5, max_length=64)
+        settings.update(learning_rate=sts_lr, max_length=64)
     else:
         settings.update(learning_rate=1e-5, max_length=32, train_file=unsup_corpus(data, smoke))
     if smoke:
         settings.update(eval_on_start=False, eval_steps=steps, save_steps=steps)
     settings.update(extra)
     return settings
+
+
+def _budget_suffix(objective: str, steps: int, args) -> str:
+    """Folder suffix for a stage's budget, so --reuse never mistakes a run at another learning rate or warmup."""
+    lr = args.sts_lr if objective == "sts" else None
+    if steps in (args.steps, 100) and objective != "sts" and not args.warmup:
+        return ""  # the NLI/unsupervised stage at its usual budget: shared by all rows that start with it
+    if objective == "sts" and lr == 2e-5 and not args.warmup:
+        return ""
+    return f"-{steps}" + (f"-lr{lr:g}" if lr else "") + (f"-w{args.warmup:g}" if args.warmup else "")
 
 
 def run_objective(name: str, seed: int, args, data: Path) -> dict:
@@ -95,13 +108,14 @@ def run_objective(name: str, seed: int, args, data: Path) -> dict:
     for i, (objective, extra, budget) in enumerate(OBJECTIVES[name]):
         steps = getattr(args, budget)
         settings = stage_settings(objective, extra, steps, args.batch, seed, data, args.smoke, args.evals,
-                                  last_stage=i == len(OBJECTIVES[name]) - 1)
+                                  last_stage=i == len(OBJECTIVES[name]) - 1, sts_lr=args.sts_lr, warmup=args.warmup)
         if args.no_eval_on_start:
             settings["eval_on_start"] = False
         if previous is not None:
             # The previous stage's export was dev-selected with the starting model competing already.
             settings.update(model_name_or_path=previous, eval_on_start=False)
-        settings["output_dir"] = str(RUNS / ("smoke" if args.smoke else "") / f"{name}-s{seed}" / f"stage{i + 1}-{objective}")
+        settings["output_dir"] = str(RUNS / ("smoke" if args.smoke else "") / f"{name}-s{seed}"
+                                     / f"stage{i + 1}-{objective}{_budget_suffix(objective, steps, args)}")
         done = Path(settings["output_dir"]) / "summary.json"
         if (args.reuse and done.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir()
                 and json.loads(done.read_text(encoding="utf-8"))["global_step"] == steps):
@@ -136,6 +150,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="steps of NLI/unsupervised stages")
     parser.add_argument("--sts_steps", type=int, default=150, help="steps of STS-score stages")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--sts_lr", type=float, default=2e-5, help="learning rate of STS-score stages")
+    parser.add_argument("--warmup", type=float, default=0.0, help="warmup steps; below 1, a fraction of each stage")
+    parser.add_argument("--name", default="objectives",
+                        help="result name (benchmarks/results/NAME.json); another name adds a section instead of replacing")
     parser.add_argument("--evals", type=int, default=3, help="dev evaluations per stage (checkpoint candidates)")
     parser.add_argument("--no_eval_on_start", action="store_true",
                         help="skip the starting model's dev evaluation (saves one evaluation on a slow machine)")
@@ -162,12 +180,13 @@ def main(argv=None):
     rows = []
     for name, by_seed in runs.items():
         stages = " → ".join(f"{getattr(args, budget)} × {args.batch} {'pairs' if o == 'sts' else 'triplets' if o == 'sup' else 'sentences'}"
-                            for o, _, budget in OBJECTIVES[name])
+                            + (f" (lr {args.sts_lr:g})" if o == "sts" else "") for o, _, budget in OBJECTIVES[name])
         col = lambda task: [r["results"][task]["cosine_spearman"] for r in by_seed.values()]  # noqa: E731
         rows.append(f"| {LABELS[name]} | {stages} | {_cell(col('korsts-dev'))} | **{_cell(col('korsts-test'))}** | "
                     f"{_cell(col('klue-sts-dev'))} | {statistics.fmean(r['wall_time_s'] for r in by_seed.values()):.0f} |")
     notes = (f"Start: multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings, bf16 "
              f"autocast on the shared 2-core CPU; {args.evals} dev evaluation(s) per stage"
+             f"{f', warmup {args.warmup:g}' if args.warmup else ', no warmup'}, linear decay"
              f"{'' if args.no_eval_on_start else ' plus the starting model'}. Seeds: {', '.join(map(str, args.seeds))}; cells are mean ± half the "
              "range over seeds. KorSTS dev picks the checkpoint"
              f"{' (the starting model does not compete: --no_eval_on_start)' if args.no_eval_on_start else ' (the starting model competes)'}"
@@ -175,15 +194,17 @@ def main(argv=None):
              "ko-sroberta-multitask, base size, KorNLI + KorSTS); the best published multitask is 86.12 (BM-K).")
     misses = []
     for name, by_seed in runs.items():
-        if name.startswith("multitask"):
+        if name.startswith(("multitask", "sts_")):
             test = statistics.fmean(r["results"]["korsts-test"]["cosine_spearman"] for r in by_seed.values())
             misses.append(f"{LABELS[name]}: KorSTS test {test:.2f}, "
                           + ("meets the 85.6 target." if test >= 85.6 else f"{85.6 - test:.2f} points below the 85.6 target."))
     markdown = "\n".join([notes, "", header, *rows, "", *misses])
-    save_result("objectives", "Objectives compared from multilingual-e5-small (KorSTS cosine Spearman ×100)", markdown,
+    title = "Objectives compared from multilingual-e5-small (KorSTS cosine Spearman ×100)"
+    save_result(args.name, title if args.name == "objectives" else f"{title}: {args.name}", markdown,
                 time.time() - start, data={"runs": {n: {str(s): r for s, r in v.items()} for n, v in runs.items()},
                                            "steps": args.steps, "sts_steps": args.sts_steps, "batch": args.batch,
-                                           "seeds": args.seeds}, order=45)
+                                           "seeds": args.seeds, "sts_lr": args.sts_lr, "warmup": args.warmup},
+                order=45)
     print(markdown)
     return runs
 

@@ -1,0 +1,34 @@
+"""The objectives harness: stage settings follow the command line, and runs at different budgets never share a folder."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+from benchmarks.objectives import _budget_suffix, stage_settings
+
+
+def _args(**overrides) -> Namespace:
+    return Namespace(**{"steps": 100, "sts_steps": 400, "sts_lr": 2e-5, "warmup": 0.0, **overrides})
+
+
+def test_sts_stage_takes_its_learning_rate_and_warmup_from_the_command_line():
+    settings = stage_settings("sts", {"loss": "cosent"}, 1200, 32, 42, Path("data"), smoke=False, evals=6,
+                              sts_lr=5e-5, warmup=0.1)
+    assert settings["learning_rate"] == 5e-5 and settings["warmup_steps"] == 0.1
+    assert settings["max_steps"] == 1200 and settings["eval_steps"] == settings["save_steps"] == 200
+    assert settings["report_tasks"] == ["korsts-dev", "korsts-test", "klue-sts-dev"]
+    nli = stage_settings("sup", {}, 100, 32, 42, Path("data"), smoke=False, last_stage=False, sts_lr=5e-5)
+    assert nli["learning_rate"] == 2e-5 and nli["report_tasks"] == ["korsts-dev"]  # test is reported once, at the end
+
+
+def test_stage_folders_differ_by_budget_so_reuse_cannot_take_another_runs_export():
+    usual = _args()
+    assert _budget_suffix("sts", 400, usual) == "" and _budget_suffix("sup", 100, usual) == ""
+    longer = _args(sts_steps=1200, sts_lr=5e-5, warmup=0.1)
+    assert _budget_suffix("sts", 1200, longer) == "-1200-lr5e-05-w0.1"
+    # A different STS learning rate alone must still change the folder.
+    assert _budget_suffix("sts", 400, _args(sts_lr=5e-5)) != _budget_suffix("sts", 400, usual)
+    # The NLI stage at its usual budget is shared by rows that differ only in their STS stage.
+    assert _budget_suffix("sup", 100, longer) == "-100-w0.1"
+    assert _budget_suffix("sup", 100, _args(sts_lr=5e-5)) == ""
