@@ -185,8 +185,8 @@ def main(argv=None):
         rows.append(f"| {LABELS[name]} | {stages} | {_cell(col('korsts-dev'))} | **{_cell(col('korsts-test'))}** | "
                     f"{_cell(col('klue-sts-dev'))} | {statistics.fmean(r['wall_time_s'] for r in by_seed.values()):.0f} |")
     notes = (f"Start: multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings, bf16 "
-             f"autocast on the shared 2-core CPU; {args.evals} dev evaluation(s) per stage"
-             f"{f', warmup {args.warmup:g}' if args.warmup else ', no warmup'}, linear decay"
+             f"autocast on the shared 2-core CPU; "
+             f"{f'warmup {args.warmup:g}' if args.warmup else 'no warmup'}, linear decay; {args.evals} dev evaluation(s) per stage"
              f"{'' if args.no_eval_on_start else ' plus the starting model'}. Seeds: {', '.join(map(str, args.seeds))}; cells are mean ± half the "
              "range over seeds. KorSTS dev picks the checkpoint"
              f"{' (the starting model does not compete: --no_eval_on_start)' if args.no_eval_on_start else ' (the starting model competes)'}"

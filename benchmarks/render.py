@@ -28,8 +28,9 @@ WHY = {
     "encoding-128": "the whole gain over fp32 is bf16 on AMX, which sentence-transformers also reaches under "
                     "autocast (its row in the encoding table); fp32's own speed varies between runs on this box, "
                     "putting the ratio on either side of 2x",
-    "multitask": "a 118M-parameter e5-small with KLUE-NLI (25k pairs, no KorNLI) and a few hundred CPU steps, "
-                 "against base-size models trained on KorNLI (942k) for epochs",
+    "multitask": "a 118M-parameter e5-small trained for 400-1,200 CPU steps (KLUE-NLI 25k pairs at most, no KorNLI), "
+                 "against base-size models trained on KorNLI (942k) and KorSTS for epochs; dev was still rising slowly "
+                 "at the end of the longest run",
     "unsup": "contrastive training on dropout positives is trivial for e5 (loss ~0 within 50 steps) and reshapes "
              "its space (uniformity -0.6 -> -2.8) at a small STS cost",
 }
