@@ -89,11 +89,13 @@ def stage_settings(objective: str, extra: dict, steps: int, batch: int, seed: in
 
 
 def _budget_suffix(objective: str, steps: int, args) -> str:
-    """Folder suffix for a stage's budget, so --reuse never mistakes a run at another learning rate or warmup."""
+    """Folder suffix for a stage's learning rate and warmup, so --reuse never takes an export made with others.
+
+    The step count is checked by --reuse itself (the summary's global_step), so default settings keep the folder
+    names of earlier runs.
+    """
     lr = args.sts_lr if objective == "sts" else None
-    if steps in (args.steps, 100) and objective != "sts" and not args.warmup:
-        return ""  # the NLI/unsupervised stage at its usual budget: shared by all rows that start with it
-    if objective == "sts" and lr == 2e-5 and not args.warmup:
+    if not args.warmup and lr in (None, 2e-5):
         return ""
     return f"-{steps}" + (f"-lr{lr:g}" if lr else "") + (f"-w{args.warmup:g}" if args.warmup else "")
 
