@@ -32,3 +32,29 @@ def test_stage_folders_differ_by_budget_so_reuse_cannot_take_another_runs_export
     # The NLI stage at its usual budget is shared by rows that differ only in their STS stage.
     assert _budget_suffix("sup", 100, longer) == "-100-w0.1"
     assert _budget_suffix("sup", 100, _args(sts_lr=5e-5)) == ""
+
+
+def test_mini_start_trains_everything_at_its_own_learning_rates():
+    mini = stage_settings("sts", {"loss": "angle"}, 400, 32, 43, Path("data"), smoke=False, start="mini")
+    e5 = stage_settings("sts", {"loss": "angle"}, 400, 32, 43, Path("data"), smoke=False)
+    assert mini["model_name_or_path"] != e5["model_name_or_path"] == "e5-small-airgap"
+    assert mini["freeze_embeddings"] is False and e5["freeze_embeddings"] is True
+    assert (mini["prefix"], e5["prefix"]) == ("", "query: ")
+    assert (mini["learning_rate"], e5["learning_rate"]) == (1e-4, 2e-5)
+    assert mini["loss"] == e5["loss"] == "angle"
+    # --sts_lr still overrides the start's rate, and only the STS stage.
+    assert stage_settings("sts", {}, 400, 32, 43, Path("data"), smoke=False, start="mini", sts_lr=3e-5)["learning_rate"] == 3e-5
+    assert stage_settings("sup", {}, 100, 32, 43, Path("data"), smoke=False, start="mini", sts_lr=3e-5)["learning_rate"] == 1e-4
+    # The start's own STS rate is its default: no folder suffix; another rate gets one.
+    assert _budget_suffix("sts", 400, _args(start="mini", sts_lr=None)) == ""
+    assert _budget_suffix("sts", 400, _args(start="mini", sts_lr=2e-5)) == "-400-lr2e-05"
+
+
+def test_mini_start_without_its_pretrained_folder_says_how_to_build_it(tmp_path, monkeypatch):
+    import pytest
+
+    import benchmarks.objectives as harness
+
+    monkeypatch.setattr(harness, "MINI_DIR", tmp_path / "absent")
+    with pytest.raises(SystemExit, match="benchmarks.scratch_row"):
+        harness.main(["--start", "mini", "--smoke"])
