@@ -364,6 +364,28 @@ def test_each_objective_trains_and_exports_through_the_trainer(tiny_run_files, t
         assert any(k.startswith("momentum_encoder.") for k in state)
 
 
+def test_mlm_auxiliary_run_checkpoints_its_tied_decoder_once_and_resumes(tiny_run_files, tmp_path, monkeypatch):
+    """The MLM decoder shares the word embeddings; safetensors refuses aliases, so a checkpoint keeps one copy."""
+    from safetensors.torch import load_file
+    from test_resume import StopAfterSave, run, tiny_args
+
+    values = tiny_args(tiny_run_files, tmp_path / "run", mlm_weight=0.1, max_steps=4, save_steps=2, eval_steps=2,
+                       eval_task="tiny-objectives-dev", report_tasks=["tiny-objectives-dev"])
+    first = run(values, callbacks=[StopAfterSave(2)], monkeypatch=monkeypatch)
+    assert first["global_step"] == 2
+    second = run(values, resume=True)
+    assert second["global_step"] == 4 and math.isfinite(second["train_loss"])
+    saved = load_file(tmp_path / "run" / "checkpoint-4" / "model.safetensors")
+    assert "encoder.embeddings.word_embeddings.weight" in saved and any(k.startswith("mlm_head.") for k in saved)
+    fresh = SimCSEModel.from_encoder(tiny_run_files["model"], SimCSEConfig(pooler="cls", mlm_weight=0.1))
+    aliases = fresh._keys_to_ignore_on_save
+    assert "mlm_head.predictions.decoder.weight" in aliases and not set(aliases) & saved.keys()
+    missing, unexpected = fresh.load_state_dict(saved, strict=False)
+    assert sorted(missing) == sorted(aliases) and not unexpected
+    # Loading filled the shared tensor, so the tied decoder holds the trained embeddings, not the fresh ones.
+    torch.testing.assert_close(fresh.mlm_head.predictions.decoder.weight, saved["encoder.embeddings.word_embeddings.weight"])
+
+
 def test_cosent_under_gradcache_equals_one_plain_pass(tiny, tok):
     from kosimcse.training.gradcache import grad_cache_backward
 

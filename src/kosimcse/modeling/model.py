@@ -109,6 +109,14 @@ class SimCSEModel(nn.Module):
         self.momentum_encoder = (MomentumEncoder(encoder, config.momentum)
                                  if config.loss == "esimcse" and config.queue_size > 0 else None)
 
+    @property
+    def _keys_to_ignore_on_save(self) -> list[str]:
+        # Read by the Trainer on resume: missing keys equal to this list are tied twins, not lost weights.
+        return aliased_names(self.state_dict())
+
+    def tie_weights(self) -> None:
+        """Nothing to redo: tied tensors are one shared Parameter, which loading a state dict fills in place."""
+
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_encoder(cls, name_or_path: str | os.PathLike, config: SimCSEConfig | None = None,
@@ -237,6 +245,22 @@ class SimCSEModel(nn.Module):
         if model_card is not None:
             (path / "README.md").write_text(model_card, encoding="utf-8")
         return path
+
+
+def aliased_names(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Names whose tensor is the same memory as an earlier name's (tied weights, e.g. an MLM decoder and the
+    word embeddings). safetensors refuses to write such aliases, and one copy is all a checkpoint needs."""
+    first: dict[tuple, str] = {}
+    aliases = []
+    for name, tensor in state_dict.items():
+        if tensor.numel() == 0:
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if key in first:
+            aliases.append(name)
+        else:
+            first[key] = name
+    return aliases
 
 
 def _lm_head_of(mlm_model: nn.Module) -> nn.Module:

@@ -26,6 +26,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.model import aliased_names
 from kosimcse.training.args import SELECTION_SCORE
 from kosimcse.training.checkpoints import commit_checkpoint, staging_dir
 from kosimcse.training.gradcache import grad_cache_backward
@@ -112,6 +113,15 @@ class SimCSETrainer(Trainer):
         return str(folder) if folder else None
 
     # ---- checkpoints: staged, then renamed into place (see kosimcse.training.checkpoints) ----------
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # SimCSEModel is a plain nn.Module, so the Trainer writes its state dict with safetensors, which refuses
+        # tensors sharing memory: the MLM auxiliary loss's decoder is tied to the word embeddings. Save one copy;
+        # on resume, loading fills the shared Parameter and the model's _keys_to_ignore_on_save silences the gap.
+        state_dict = dict(self.model.state_dict() if state_dict is None else state_dict)
+        for name in aliased_names(state_dict):
+            del state_dict[name]
+        super()._save(output_dir, state_dict=state_dict)
+
     def _get_output_dir(self, trial) -> str:
         run_dir = super()._get_output_dir(trial)
         return str(staging_dir(run_dir)) if getattr(self, "_staging", False) else run_dir
