@@ -73,6 +73,8 @@ OBJECTIVES: dict[str, list[tuple[str, dict, str]]] = {
     "unsup_mlm": [("unsup", {"mlm_weight": 0.1}, "steps")],
     "esimcse": [("esimcse", {"dup_rate": 0.32, "momentum": 0.995}, "steps")],
     "prompt_unsup": [("unsup", {"pooler": "prompt"}, "steps")],
+    # The paper's 0.005 barely registers in a 100-step run; 0.05 lets the detection loss shape the vectors.
+    "diffcse": [("unsup", {"rtd_weight": 0.05}, "steps")],
 }
 LABELS = {
     "sup_infonce": "supervised SimCSE (KLUE-NLI triplets)",
@@ -84,6 +86,7 @@ LABELS = {
     "unsup_mlm": "unsupervised SimCSE + MLM 0.1",
     "esimcse": "ESimCSE (repetition + momentum queue)",
     "prompt_unsup": "unsupervised SimCSE, prompt pooling",
+    "diffcse": "DiffCSE-style: SimCSE + replaced-token detection 0.05",
 }
 
 

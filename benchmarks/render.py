@@ -81,7 +81,7 @@ def targets_summary(results_dir: Path) -> str:
             tests = [r["results"]["korsts-test"]["cosine_spearman"] for r in by_seed.values()]
             mean = sum(tests) / len(tests)
             seeds = f"{len(tests)} seed{'s' if len(tests) > 1 else ''}"
-            if name.startswith(("unsup", "esimcse", "prompt")):
+            if name.startswith(("unsup", "esimcse", "prompt", "diffcse")):
                 verdict = _verdict(mean, 76.85)
                 rows.append((f"unsupervised objective ≥ 76.85 KorSTS test ({name}, {seeds}, {data['steps']} steps)",
                              f"{mean:.2f}", verdict + ("" if verdict == "met" else f": {WHY['unsup']}")))

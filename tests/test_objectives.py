@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from transformers import AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
 from helpers import make_tiny_model_dir
 from kosimcse.errors import KoSimCSEError
@@ -340,6 +340,7 @@ def tiny_run_files(tmp_path_factory):
     ("esimcse", {"queue_size": 16, "pooler": "cls", "mlp_only_train": True}),
     ("unsup", {"pooler": "prompt"}),
     ("sts", {"loss": "angle", "pooler": "avg"}),
+    ("unsup", {"rtd_weight": 0.05, "pooler": "cls", "mlp_only_train": True}),  # DiffCSE
 ])
 def test_each_objective_trains_and_exports_through_the_trainer(tiny_run_files, tmp_path, objective, extra):
     from safetensors.torch import load_file
@@ -357,7 +358,12 @@ def test_each_objective_trains_and_exports_through_the_trainer(tiny_run_files, t
     assert summary["global_step"] == 4 and math.isfinite(summary["train_loss"])
     exported = SimCSEModel.from_pretrained(summary["exported"])
     assert exported.config.pooler == extra["pooler"] and exported.momentum_encoder is None or objective == "esimcse"
-    assert not any(k.startswith(("momentum", "loss_fn")) for k in load_file(f"{summary['exported']}/model.safetensors"))
+    assert not any(k.startswith(("momentum", "loss_fn", "discriminator"))
+                   for k in load_file(f"{summary['exported']}/model.safetensors"))
+    assert exported.discriminator is None  # a training-only network: inference never builds it
+    if extra.get("rtd_weight"):
+        state = load_file(f"{tmp_path / 'run'}/checkpoint-4/model.safetensors")
+        assert "discriminator.classifier.weight" in state  # checkpointed for resume, its shared token matrix once
     if objective == "esimcse":
         state = load_file(f"{tmp_path / 'run'}/checkpoint-4/model.safetensors")
         assert int(state["loss_fn.filled"]) == 16  # 4 batches of 8, capped: the queue is checkpointed for resume
@@ -384,6 +390,89 @@ def test_mlm_auxiliary_run_checkpoints_its_tied_decoder_once_and_resumes(tiny_ru
     assert sorted(missing) == sorted(aliases) and not unexpected
     # Loading filled the shared tensor, so the tied decoder holds the trained embeddings, not the fresh ones.
     torch.testing.assert_close(fresh.mlm_head.predictions.decoder.weight, saved["encoder.embeddings.word_embeddings.weight"])
+
+
+# ---- DiffCSE: conditional replaced-token detection ---------------------------------------------------------
+def test_replace_tokens_corrupts_only_inner_tokens_with_tokens_of_the_batch(tok):
+    from kosimcse.modeling.objectives import inner_tokens, replace_tokens
+
+    enc = tok(SENTENCES * 4, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    corrupted, replaced = replace_tokens(ids, mask, 0.3, torch.Generator().manual_seed(0))
+    inner = inner_tokens(mask)
+    lengths = mask.sum(1)
+    assert not inner[:, 0].any() and not inner[torch.arange(len(ids)), lengths - 1].any()
+    assert torch.equal(corrupted[~inner], ids[~inner])  # [CLS], [SEP] and padding are never touched
+    assert torch.equal(replaced, inner & (corrupted != ids))
+    assert set(corrupted[replaced].tolist()) <= set(ids[inner].tolist())
+    share = replaced.sum() / inner.sum()
+    assert 0.15 < float(share) < 0.35  # 30% drawn, minus draws that hit the original token
+    again, _ = replace_tokens(ids, mask, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(again, corrupted)
+
+
+def test_diffcse_detection_loss_reaches_the_sentence_encoder(tiny, tok):
+    """The replaced-token loss flows into the encoder only through the sentence vector: with it on, the encoder's
+    gradients change; the discriminator shares the token matrix and is never exported."""
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    batch = {k: torch.stack([v, v], 1) for k, v in enc.items()}
+
+    def grads(rtd_weight):
+        torch.manual_seed(0)
+        model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="avg", rtd_weight=rtd_weight),
+                                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+        torch.manual_seed(1)
+        model(**batch)["loss"].backward()
+        return model, {n: p.grad.clone() for n, p in model.encoder.named_parameters() if p.grad is not None}
+
+    with_rtd, g_rtd = grads(1.0)
+    _, g_plain = grads(0.0)
+    assert with_rtd.discriminator.encoder.get_input_embeddings() is with_rtd.encoder.get_input_embeddings()
+    last_layer = [n for n in g_plain if "encoder.layer.1." in n and n.endswith("weight")]
+    assert last_layer and any(not torch.allclose(g_rtd[n], g_plain[n]) for n in last_layer)
+    assert with_rtd.discriminator.classifier.weight.grad is not None
+
+
+def test_diffcse_discriminator_learns_to_detect_replacements(tiny, tok):
+    from kosimcse.modeling.objectives import ConditionalDiscriminator, replace_tokens
+
+    torch.manual_seed(0)
+    encoder = AutoModel.from_pretrained(tiny)
+    disc = ConditionalDiscriminator(encoder)
+    enc = tok(SENTENCES * 2, padding=True, return_tensors="pt")
+    vectors = torch.zeros(len(SENTENCES) * 2, encoder.config.hidden_size)
+    optimizer = torch.optim.AdamW(disc.parameters(), lr=3e-3)
+    # One fixed corruption: a working detector (embeddings -> transformer -> per-token logit) can fit it.
+    corrupted, replaced = replace_tokens(enc["input_ids"], enc["attention_mask"], 0.3, torch.Generator().manual_seed(0))
+    assert replaced.any()
+    losses = []
+    for _ in range(40):
+        loss = disc(corrupted, enc["attention_mask"], vectors, replaced)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_auxiliary_losses_refuse_gradcache(tiny_run_files, tmp_path):
+    from test_resume import tiny_args
+
+    from kosimcse.training.args import load_recipe
+    from kosimcse.training.run import train
+
+    for extra in ({"rtd_weight": 0.005}, {"mlm_weight": 0.1}):
+        values = tiny_args(tiny_run_files, tmp_path / "run", grad_cache_chunk_size=4, eval_task="tiny-objectives-dev",
+                           report_tasks=["tiny-objectives-dev"], **extra)
+        with pytest.raises(KoSimCSEError, match="GradCache"):
+            train(*load_recipe(None, values))
+
+
+def test_rtd_mask_ratio_out_of_range_is_refused():
+    from kosimcse.training.args import ModelArguments
+
+    with pytest.raises(ValueError, match="rtd_mask_ratio"):
+        ModelArguments(rtd_weight=0.005, rtd_mask_ratio=1.5)
 
 
 def test_cosent_under_gradcache_equals_one_plain_pass(tiny, tok):

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from kosimcse.modeling.losses import build_loss
-from kosimcse.modeling.objectives import DEFAULT_PROMPT, MomentumEncoder, pool_at_mask
+from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, pool_at_mask,
+                                         replace_tokens)
 from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
 
 CONFIG_NAME = "kosimcse_config.json"
@@ -40,6 +41,10 @@ class SimCSEConfig:
     temperature: float = 0.05
     hard_negative_weight: float = 0.0
     mlm_weight: float = 0.0
+    # DiffCSE: weight of the conditional replaced-token detection loss (0 disables it) and the share of inner
+    # tokens replaced. The paper's STS setting is 0.005 and 0.3.
+    rtd_weight: float = 0.0
+    rtd_mask_ratio: float = 0.3
     prefix: str = ""
     max_length: int = 64  # training truncation: short keeps SimCSE steps cheap
     # Embedding truncation after training (evaluation, export); None = max(max_length, 64), so that a
@@ -90,7 +95,8 @@ class MLPHead(nn.Module):
 class SimCSEModel(nn.Module):
     """Encoder + pooler (+ MLP head) with the contrastive loss in ``forward``."""
 
-    def __init__(self, encoder: nn.Module, config: SimCSEConfig, mlm_head: nn.Module | None = None):
+    def __init__(self, encoder: nn.Module, config: SimCSEConfig, mlm_head: nn.Module | None = None,
+                 discriminator: ConditionalDiscriminator | None = None):
         super().__init__()
         if config.is_prompt:
             config.prompt_template = config.prompt_template or DEFAULT_PROMPT
@@ -103,6 +109,7 @@ class SimCSEModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.head = MLPHead(hidden) if config.uses_head else None
         self.mlm_head = mlm_head
+        self.discriminator = discriminator  # DiffCSE, training only: built by from_encoder, never exported
         self.loss_fn = build_loss(config.loss, config.temperature, config.hard_negative_weight, config.loss_scale,
                                   config.queue_size, hidden)
         # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
@@ -134,7 +141,8 @@ class SimCSEModel(nn.Module):
             mlm_head = _lm_head_of(mlm_model)
         else:
             encoder = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
-        return cls(encoder, config, mlm_head)
+        discriminator = ConditionalDiscriminator(encoder) if config.rtd_weight > 0 else None
+        return cls(encoder, config, mlm_head, discriminator)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, trust_remote_code: bool = False) -> "SimCSEModel":
@@ -201,6 +209,10 @@ class SimCSEModel(nn.Module):
                                 None if token_type_ids is None else flat(token_type_ids)[::views])
         if self.mlm_head is not None and mlm_input_ids is not None and self.config.mlm_weight > 0:
             loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, attention_mask[:, 0], mlm_labels)
+        if self.discriminator is not None and self.training and self.config.rtd_weight > 0:
+            corrupted, replaced = replace_tokens(input_ids[:, 0], attention_mask[:, 0], self.config.rtd_mask_ratio)
+            loss = loss + self.config.rtd_weight * self.discriminator(corrupted, attention_mask[:, 0], vectors[:, 0],
+                                                                       replaced)
         return {"loss": loss, "embeddings": vectors}
 
     @torch.no_grad()

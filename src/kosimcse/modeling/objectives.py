@@ -1,4 +1,5 @@
-"""Pieces of the objectives beyond plain SimCSE: ESimCSE's momentum encoder and word repetition, PromptBERT's prompt."""
+"""Pieces of the objectives beyond plain SimCSE: ESimCSE's momentum encoder and word repetition, PromptBERT's prompt,
+DiffCSE's conditional replaced-token detector."""
 
 from __future__ import annotations
 
@@ -114,3 +115,56 @@ def pool_at_mask(last_hidden_state: torch.Tensor, input_ids: torch.Tensor, mask_
     positions = torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)
     last = torch.where(is_mask, positions, torch.full_like(positions, -1)).max(dim=1).values
     return last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), last]
+
+
+def inner_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
+    """True at the attended tokens between each row's first and last one (its [CLS]/<s> and [SEP]/</s>)."""
+    lengths = attention_mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device).expand_as(attention_mask)
+    return (positions > 0) & (positions < lengths - 1) & attention_mask.bool()
+
+
+def replace_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, ratio: float,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt ``ratio`` of each row's inner tokens with tokens drawn from the batch itself; return (ids, replaced).
+
+    Only inner tokens (``inner_tokens``) are replaced. DiffCSE draws replacements from a frozen MLM generator;
+    drawing them from the batch's own tokens needs no second network (e5 ships without an MLM head) and keeps their frequencies
+    realistic, at the price of easier, out-of-context replacements. A drawn token equal to the original
+    counts as not replaced, as in ELECTRA.
+    """
+    inner = inner_tokens(attention_mask)
+    chosen = inner & (torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < ratio)
+    pool = input_ids[inner]
+    if pool.numel() == 0:
+        return input_ids.clone(), torch.zeros_like(inner)
+    draws = pool[torch.randint(0, pool.numel(), input_ids.shape, generator=generator, device=input_ids.device)]
+    corrupted = torch.where(chosen, draws, input_ids)
+    return corrupted, inner & (corrupted != input_ids)
+
+
+class ConditionalDiscriminator(nn.Module):
+    """DiffCSE's discriminator: a copy of the encoder that reads a corrupted sentence whose first token is replaced
+    by the sentence vector of the original, and tells for each token whether it was replaced.
+
+    The detection loss reaches the sentence encoder only through that vector, so the vector must carry what the
+    tokens were: the "difference" DiffCSE adds to SimCSE's dropout invariance. Used in training only.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = copy.deepcopy(encoder)
+        # The token matrix is shared, as ELECTRA shares it between its two networks: for big vocabularies (e5:
+        # 96M of 118M weights) a second copy would double memory and AdamW time, and freezing it freezes both.
+        self.encoder.set_input_embeddings(encoder.get_input_embeddings())
+        self.classifier = nn.Linear(encoder.config.hidden_size, 1)
+
+    def forward(self, corrupted_ids: torch.Tensor, attention_mask: torch.Tensor, sentence_vectors: torch.Tensor,
+                replaced: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of replaced-token detection over the inner tokens."""
+        embeds = self.encoder.get_input_embeddings()(corrupted_ids)
+        embeds = torch.cat([sentence_vectors.unsqueeze(1).to(embeds.dtype), embeds[:, 1:]], dim=1)
+        states = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        logits = self.classifier(states).squeeze(-1).float()
+        inner = inner_tokens(attention_mask)
+        return nn.functional.binary_cross_entropy_with_logits(logits[inner], replaced[inner].float())

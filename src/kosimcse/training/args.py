@@ -25,6 +25,9 @@ class ModelArguments:
     temperature: float = 0.05
     hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
     mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
+    rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
+                                                            "detection loss (paper: 0.005); 0 disables it."})
+    rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
     loss: str = field(default="auto", metadata={"help": "infonce, esimcse, cosent, angle; auto: cosent for objective sts, "
                                                         "esimcse for objective esimcse, else infonce."})
     loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
@@ -38,6 +41,12 @@ class ModelArguments:
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub. Off unless asked."})
     allow_pickle: bool = field(default=False, metadata={"help": "Allow loading pickle .bin weights (unsafe)."})
+
+    def __post_init__(self):
+        if self.mlm_weight < 0 or self.rtd_weight < 0:
+            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight {self.rtd_weight})")
+        if not 0.0 < self.rtd_mask_ratio < 1.0:
+            raise ValueError(f"rtd_mask_ratio must be in (0, 1), not {self.rtd_mask_ratio}")
 
 
 @dataclass

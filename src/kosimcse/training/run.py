@@ -49,6 +49,7 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
     loss = resolve_loss(margs, objective)
     config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, temperature=margs.temperature,
                           hard_negative_weight=margs.hard_negative_weight, mlm_weight=margs.mlm_weight,
+                          rtd_weight=margs.rtd_weight, rtd_mask_ratio=margs.rtd_mask_ratio,
                           prefix=margs.prefix, max_length=margs.max_length, loss=loss, loss_scale=margs.loss_scale,
                           # ESimCSE's queue: a couple of batches of past sentences by default.
                           queue_size=(margs.queue_size or 2 * batch_size) if loss == "esimcse" else 0,
@@ -203,6 +204,10 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
     if model.config.loss == "esimcse" and targs.grad_cache_chunk_size:
         raise KoSimCSEError("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
+    if (margs.mlm_weight > 0 or margs.rtd_weight > 0) and targs.grad_cache_chunk_size:
+        # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped silently.
+        raise KoSimCSEError("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
+                            "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
     train_dataset = build_train_dataset(dargs, targs)
     evaluator = build_evaluator(dargs)
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
