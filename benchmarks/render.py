@@ -108,10 +108,61 @@ def targets_summary(results_dir: Path) -> str:
             "| target | measured | verdict |\n|---|---:|---|\n" + table + "\n")
 
 
+OBJECTIVES_FIGURE = "objectives.png"
+
+
+def objectives_figure(results_dir: Path):
+    """KorSTS test per objective and start (mean, whiskers at the seeds' min/max) against the zero-shot start and
+    the supervised target: the objective comparison at a glance. None without objectives results."""
+    from matplotlib.figure import Figure
+
+    bars: dict[str, list[tuple[str, list[float]]]] = {}
+    for path in sorted(results_dir.glob("objectives*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        tag = path.stem.removeprefix("objectives").lstrip("_")
+        for name, by_seed in data["runs"].items():
+            tests = [r["results"]["korsts-test"]["cosine_spearman"] for r in by_seed.values()]
+            bars.setdefault(data.get("start", "e5"), []).append((f"{name} ({tag})" if tag else name, tests))
+    if not bars:
+        return None
+    starts = sorted(bars, key=lambda s: s != "e5")  # e5 first: the issue's targets are set on it
+    fig = Figure(figsize=(7.5, 0.9 + 0.32 * sum(len(v) for v in bars.values()) + 0.6 * len(starts)))
+    axes = fig.subplots(len(starts), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [len(bars[s]) + 1 for s in starts]})[:, 0]
+    for ax, start in zip(axes, starts):
+        rows = sorted(bars[start], key=lambda row: sum(row[1]) / len(row[1]))
+        means = [sum(t) / len(t) for _, t in rows]
+        low = [m - min(t) for m, (_, t) in zip(means, rows)]
+        high = [max(t) - m for m, (_, t) in zip(means, rows)]
+        ax.barh(range(len(rows)), means, xerr=[low, high], color="#1f77b4", alpha=0.8, capsize=3)
+        ax.set_yticks(range(len(rows)), [f"{label}  n={len(t)}" for label, t in rows], fontsize=8)
+        for m, y in zip(means, range(len(rows))):
+            ax.text(m + 0.3, y, f"{m:.2f}", va="center", fontsize=7)
+        if start == "e5":
+            ax.axvline(76.85, color="#d62728", ls="--", lw=1, label="e5 zero-shot 76.85")
+            ax.axvline(85.6, color="#2ca02c", ls=":", lw=1, label="supervised target 85.6")
+            ax.set_xlim(min(70.0, min(means) - 2), 88)
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.set_xlim(min(means) - 5, max(means) + 5)
+        ax.set_title(f"start: {start}", fontsize=9)
+        ax.set_xlabel("KorSTS test cosine Spearman x100 (dev-selected)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def render(results_dir: Path = RESULTS_DIR, out: Path = DOC) -> str:
+    from kosimcse.report.plots import png_bytes
+
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("*.json"))]
     results.sort(key=lambda r: (r.get("order", 50), r["name"]))
     parts = [HEADER, targets_summary(results_dir)]
+    figure = objectives_figure(results_dir)
+    if figure is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (out.parent / OBJECTIVES_FIGURE).write_bytes(png_bytes(figure))
+        parts.append(f"\n![KorSTS test per objective]({OBJECTIVES_FIGURE})\n\nKorSTS test per objective, from the "
+                     "objectives sections below (bars: mean over seeds; whiskers: min and max).\n")
     for r in results:
         m = r["machine"]
         parts.append(

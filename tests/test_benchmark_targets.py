@@ -52,9 +52,14 @@ def test_targets_table_reports_met_and_missed_from_the_results(tmp_path):
     assert not any("60.00" in line or "50.00" in line for line in lines.values())
     doc = render(tmp_path, tmp_path / "BENCHMARKS.md")
     assert doc.index("Targets at a glance") < doc.index("## t")
+    # The objectives figure is drawn from the same results and linked from the page.
+    assert "![KorSTS test per objective](objectives.png)" in doc
+    assert (tmp_path / "objectives.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_no_results_no_targets_section(tmp_path):
     assert targets_summary(tmp_path) == ""
+    assert "objectives.png" not in render(tmp_path, tmp_path / "BENCHMARKS.md")
+    assert not (tmp_path / "objectives.png").exists()
     _write(tmp_path, "speed", {"settings": {"smoke": True}, "training": {}, "encoding": {}})
     assert targets_summary(tmp_path) == ""
