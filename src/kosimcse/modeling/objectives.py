@@ -129,8 +129,8 @@ def replace_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, ratio:
     """Corrupt ``ratio`` of each row's inner tokens with tokens drawn from the batch itself; return (ids, replaced).
 
     Only inner tokens (``inner_tokens``) are replaced. DiffCSE draws replacements from a frozen MLM generator;
-    drawing them from the batch's own tokens needs no second network (e5 ships without an MLM head) and keeps their frequencies
-    realistic, at the price of easier, out-of-context replacements. A drawn token equal to the original
+    drawing them from the batch's own tokens needs no second network (e5 ships without an MLM head) and keeps
+    their frequencies realistic, at the price of easier, out-of-context replacements. A drawn token equal to the original
     counts as not replaced, as in ELECTRA.
     """
     inner = inner_tokens(attention_mask)
@@ -153,10 +153,11 @@ class ConditionalDiscriminator(nn.Module):
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
-        self.encoder = copy.deepcopy(encoder)
         # The token matrix is shared, as ELECTRA shares it between its two networks: for big vocabularies (e5:
         # 96M of 118M weights) a second copy would double memory and AdamW time, and freezing it freezes both.
-        self.encoder.set_input_embeddings(encoder.get_input_embeddings())
+        # The memo entry makes deepcopy keep that module as it is instead of copying it first.
+        embeddings = encoder.get_input_embeddings()
+        self.encoder = copy.deepcopy(encoder, {id(embeddings): embeddings})
         self.classifier = nn.Linear(encoder.config.hidden_size, 1)
 
     def forward(self, corrupted_ids: torch.Tensor, attention_mask: torch.Tensor, sentence_vectors: torch.Tensor,

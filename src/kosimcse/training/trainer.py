@@ -115,7 +115,8 @@ class SimCSETrainer(Trainer):
     # ---- checkpoints: staged, then renamed into place (see kosimcse.training.checkpoints) ----------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # SimCSEModel is a plain nn.Module, so the Trainer writes its state dict with safetensors, which refuses
-        # tensors sharing memory: the MLM auxiliary loss's decoder is tied to the word embeddings. Save one copy;
+        # tensors sharing memory: the MLM auxiliary loss's decoder is tied to the word embeddings, and the DiffCSE
+        # discriminator shares them too. Save one copy;
         # on resume, loading fills the shared Parameter and the model's _keys_to_ignore_on_save silences the gap.
         state_dict = dict(self.model.state_dict() if state_dict is None else state_dict)
         for name in aliased_names(state_dict):
