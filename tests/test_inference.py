@@ -260,9 +260,9 @@ def test_exported_simcse_folder_embeds_like_sentence_transformers(tiny_dir, tmp_
 
 
 def test_auto_dtype_encodes_tiny_batches_in_fp32_and_big_ones_as_resolved(tiny_dir, monkeypatch):
-    from kosimcse.inference import encoder as encoder_module
+    from kosimcse import precision as precision_module
 
-    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)  # as on an AMX CPU
+    monkeypatch.setattr(precision_module, "cpu_bf16_native", lambda: (True, "as on an AMX CPU"))
     auto = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="auto")
     fp32 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
     bf16 = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="bf16")

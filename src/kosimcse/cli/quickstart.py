@@ -92,13 +92,14 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     margs, dargs, targs = load_recipe(None, dict(
         model_name_or_path=model_id, train_file=str(sentences), output_dir=str(out / "run"),
         per_device_train_batch_size=batch_size, max_steps=max_steps, eval_steps=eval_steps, save_steps=eval_steps,
-        logging_steps=10, eval_on_start=True, warmup_steps=0, bf16=True, report_to=["tensorboard"],
+        logging_steps=10, eval_on_start=True, warmup_steps=0, report_to=["tensorboard"],
         report_tasks=QUICK_TASKS, data_dir=str(root), temperature=0.05, seed=42, **recipe_for(model_id)))
 
+    click.echo(f"      precision: {targs.precision} ({targs.precision_reason})", err=True)
     click.echo("[3/4] evaluating the starting model", err=True)
     # The same model class and encode path as the "after" numbers, so the difference is training alone.
     start_model, tokenizer, _ = build_model(margs)
-    before = evaluate_tasks(start_model, tokenizer, QUICK_TASKS, dargs, bf16=True)
+    before = evaluate_tasks(start_model, tokenizer, QUICK_TASKS, dargs, precision=targs.precision)
     del start_model
 
     click.echo(f"[4/4] training {max_steps} steps of unsupervised SimCSE", err=True)

@@ -1,9 +1,7 @@
-"""Sentence encoding for inference: batched, length-sorted, bf16 on CPUs that have it, plus cosine top-k search."""
+"""Sentence encoding for inference: batched, length-sorted, bf16 only where it is native, plus cosine top-k search."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 
 from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
+from kosimcse.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -22,32 +21,9 @@ DEFAULT_POOLING = "mean"
 SMALL_CPU_BATCH = 4
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has AMX or AVX512-BF16, where bf16 matmuls are several times faster than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
-
-
 def resolve_dtype(dtype: str, device: torch.device | str) -> str:
-    """``auto`` becomes ``bf16`` on a CPU with AMX/AVX512-BF16 or a bf16-capable GPU, else ``fp32``."""
-    if dtype not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"dtype must be 'auto', 'bf16' or 'fp32', not {dtype!r}")
-    if dtype != "auto":
-        return dtype
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    return "fp32"
+    """``auto`` follows kosimcse.precision: bf16 only where it is native, fp16 on GPUs without bf16, else fp32."""
+    return resolve_precision(dtype, device).name
 
 
 def default_device() -> torch.device:
@@ -55,9 +31,7 @@ def default_device() -> torch.device:
 
 
 def _autocast(device: torch.device, dtype: str):
-    if dtype == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return Precision(dtype, "").autocast(device.type)
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -75,6 +75,11 @@ class SimCSETrainingArguments(TrainingArguments):
     grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size; 0 turns GradCache off."})
     max_bad_batches: int = field(default=0, metadata={"help": "Skip up to N batches with a non-finite loss before stopping."})
     eval_batch_size: int = 128
+    precision: str = field(default="auto", metadata={"help": (
+        "auto, bf16, fp16 or fp32. auto: bf16 only where it is native (CPUs with AMX/AVX512-BF16, bf16 GPUs), fp16 on "
+        "other GPUs, else fp32. An explicit bf16/fp16 (or --bf16/--fp16) wins.")})
+    # The resolved precision's reason, for the log, the run summary and the model card.
+    precision_reason: str = field(default="", init=False)
     selection_tolerance: float = field(default=0.0, metadata={"help": (
         "Domain adaptation: keep the most-trained checkpoint whose dev score stays within this many points of "
         "the starting model's (needs eval_on_start); 0: the best dev score wins.")})
@@ -109,7 +114,27 @@ class SimCSETrainingArguments(TrainingArguments):
                 raise ValueError("selection_tolerance compares checkpoints with the starting model: set eval_on_start true")
             # The Trainer's own best-checkpoint tracking then does the selection (see SimCSETrainer.evaluate).
             self.metric_for_best_model, self.greater_is_better = SELECTION_SCORE, True
+        self._resolve_precision()
         super().__post_init__()
+
+    def _resolve_precision(self) -> None:
+        """Turn ``precision`` (and any explicit bf16/fp16 flag) into the Trainer's bf16/fp16 switches."""
+        import torch
+
+        from kosimcse.precision import PRECISIONS, resolve_precision
+
+        if self.precision not in PRECISIONS:
+            raise KoSimCSEError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        flagged = "bf16" if self.bf16 else "fp16" if self.fp16 else None
+        if flagged and self.precision not in ("auto", flagged):
+            raise KoSimCSEError(f"precision {self.precision} contradicts {flagged}: true; set only one of them")
+        device = "cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda"
+        try:
+            chosen = resolve_precision(flagged or self.precision, device)
+        except ValueError as e:
+            raise KoSimCSEError(str(e)) from None
+        self.precision, self.precision_reason = chosen.name, chosen.reason
+        self.bf16, self.fp16 = chosen.name == "bf16", chosen.name == "fp16"
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)
@@ -176,8 +201,8 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None):
     import torch
 
     if not torch.cuda.is_available():
-        # transformers refuses bf16 without a GPU unless told it runs on the CPU; on AMX CPUs bf16
-        # autocast is the fast path, so say so instead of making every recipe spell it out.
+        # transformers refuses bf16 without a GPU unless told it runs on the CPU, and the precision rule
+        # (kosimcse.precision) needs to know the device; say so instead of making every recipe spell it out.
         values.setdefault("use_cpu", True)
     parser = HfArgumentParser(ARG_CLASSES)
     return parser.parse_dict(values, allow_extra_keys=False)

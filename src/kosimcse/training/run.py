@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
-
-import torch
 
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
@@ -148,10 +147,14 @@ def build_evaluator(dargs: DataArguments, task: str | None = None):
     return StsEvaluator(load_sts_task(name), name=name)
 
 
-def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, bf16: bool = False) -> dict[str, dict]:
-    """All 8 metrics on each task, for the model card and run summary."""
+def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, precision: str = "fp32") -> dict[str, dict]:
+    """All 8 metrics on each task, for the model card and run summary; ``precision`` as in kosimcse.precision."""
+    from kosimcse.precision import resolve_precision
+
     results = {}
-    autocast = (lambda: torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)) if bf16 else None
+    device = next(model.parameters()).device
+    chosen = resolve_precision(precision, device)
+    autocast = (lambda: chosen.autocast(device.type)) if chosen.torch_dtype is not None else None
     for task in tasks:
         evaluator = build_evaluator(dargs, task)
         results[task] = evaluator(lambda texts: encode_sentences(
@@ -160,13 +163,14 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, bf1
     return results
 
 
-def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: dict[str, dict]) -> str:
+def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: dict[str, dict],
+               precision: str = "") -> str:
     from kosimcse.evaluation.sts import markdown_table
 
     lines = [f"# {name}", "",
              f"SimCSE ({dargs.objective}) sentence embeddings trained with KoSimCSE from `{margs.model_name_or_path}`.",
              f"Pooling `{margs.pooler}`, MLP only in training: {margs.mlp_only_train}, temperature {margs.temperature}, "
-             f"prefix {margs.prefix!r}.", "",
+             f"prefix {margs.prefix!r}." + (f" Trained and evaluated in {precision}." if precision else ""), "",
              "Loads with `transformers.AutoModel`, `sentence_transformers.SentenceTransformer` and `kosimcse.KoSimCSE`.", ""]
     for task, metrics in results.items():
         lines += [f"## {task}", "", markdown_table({name: metrics}), ""]
@@ -201,6 +205,8 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     from transformers import set_seed
 
     set_seed(targs.seed)
+    if targs.should_log:
+        print(f"precision: {targs.precision} ({targs.precision_reason})", file=sys.stderr, flush=True)
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
     if model.config.loss == "esimcse" and targs.grad_cache_chunk_size:
         raise KoSimCSEError("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
@@ -242,6 +248,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
                "best_metric": trainer.state.best_metric, "kept_initial_model": kept_initial,
                "start_metric": start_score,
                "start_dev": (trainer.start_metrics or {}).get("eval_cosine_spearman"),
+               "precision": targs.precision, "precision_reason": targs.precision_reason,
                "selection": (f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
                              if targs.selection_tolerance > 0 else "best dev score")}
     if kept_initial:
@@ -252,11 +259,12 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         best = trainer.accelerator.unwrap_model(trainer.model)
         if not has_finite_weights(best):
             raise NonFiniteLossError(f"the final model has NaN/inf weights; not exporting it to {BEST_DIR}/")
-        results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, bf16=targs.bf16)
+        results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, precision=targs.precision)
         summary["results"] = results
         summary["eval_task"] = dargs.eval_task
         out = Path(targs.output_dir) / BEST_DIR
-        best.save_pretrained(out, tokenizer=tokenizer, model_card=model_card(out.name, margs, dargs, results))
+        card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
+        best.save_pretrained(out, tokenizer=tokenizer, model_card=card)
         summary["exported"] = str(out)
         (Path(targs.output_dir) / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2),
                                                             encoding="utf-8")
