@@ -186,7 +186,10 @@ def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: se
             st = per_source[label] = _new_stats(f"{kind}:{target}", kind, do_split)
             report = ReadReport()
             records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
-            bar = tqdm(desc=f"prepare {label}", unit=" rec", disable=not progress, mininterval=2.0)
+            # A bar with an end: the source's bytes, advanced by the text each record carries (markup, labels
+            # and other columns are not counted, so it jumps to the end when the source is done).
+            bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
+                       unit_divisor=1024, disable=not progress, mininterval=1.0, dynamic_ncols=True)
             for pieces in _sentences(records, st, do_split, workers, bar):
                 if not pieces:
                     st["sentences"] += 1
@@ -200,10 +203,27 @@ def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: se
                     else:
                         st["kept"] += 1
                         out.write(sentence + "\n")
+                if st["records"] % 1000 == 0:
+                    bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
+            if bar.total and bar.n < bar.total:
+                bar.update(bar.total - bar.n)
+            bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
             bar.close()
             st["skipped_bad_rows"] = report.skipped
             if report.examples:
                 st["skip_examples"] = report.examples[:5]
+
+
+def _source_bytes(kind: str, target: str) -> int | None:
+    """Size of a local source on disk (the progress bar's total); None for Hub datasets and unreadable paths."""
+    from kosimcse.data.readers import DataError, _files_under
+
+    if kind == "hf":
+        return None
+    try:
+        return sum(f.stat().st_size for f in _files_under(Path(target))) or None
+    except (DataError, OSError):
+        return None
 
 
 def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator[list[str]]:
@@ -212,7 +232,7 @@ def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator
     def normalized():
         for rec in records:
             st["records"] += 1
-            bar.update(1)
+            bar.update(len(rec.text.encode("utf-8")) + 1)
             yield normalize(rec.text)
 
     if not do_split:

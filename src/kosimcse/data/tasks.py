@@ -45,6 +45,13 @@ def register_sts_task(name: str, path: str | os.PathLike, reader: Reader | str =
     _load_cached.cache_clear()
 
 
+def unregister_sts_task(name: str) -> None:
+    """Remove a task added with ``register_sts_task`` (e.g. one over a temporary file); built-in tasks stay."""
+    if name in _TASKS and _TASKS[name].path is not None:
+        del _TASKS[name]
+        _load_cached.cache_clear()
+
+
 def _reader_for(path: Path, kind: str) -> Reader:
     readers = {"korsts": read_korsts, "klue-json": read_klue_sts_json, "klue-csv": read_klue_sts_csv}
     if kind == "auto":

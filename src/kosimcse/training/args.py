@@ -39,6 +39,8 @@ class ModelArguments:
     prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
     max_length: int = 32
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
+    freeze_layers: int = field(default=0, metadata={"help": "Freeze the whole embedding block and the lowest N transformer "
+                                                            "layers: backward then stops above them (faster CPU steps)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub. Off unless asked."})
     allow_pickle: bool = field(default=False, metadata={"help": "Allow loading pickle .bin weights (unsafe)."})
 

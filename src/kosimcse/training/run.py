@@ -60,7 +60,25 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
         # embedding matrix dominates a CPU step; freezing it is much faster and keeps the vocabulary
         # space of the pretrained model.
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    if margs.freeze_layers:
+        freeze_lower_layers(model.encoder, margs.freeze_layers)
     return model, tokenizer, path
+
+
+def freeze_lower_layers(encoder, n: int) -> None:
+    """Freeze the embedding block and the lowest ``n`` transformer layers of a Hugging Face encoder."""
+    import torch
+
+    total = getattr(encoder.config, "num_hidden_layers", None)
+    layers = next((m for m in encoder.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total), None)
+    if layers is None or total is None:
+        raise KoSimCSEError(f"freeze_layers: cannot find the transformer layers of {type(encoder).__name__}")
+    if not 0 <= n <= total:
+        raise KoSimCSEError(f"freeze_layers must be between 0 and {total} (the encoder's layers), not {n}")
+    # Nothing below layer n needs a gradient, so autograd stops there: the lower layers cost a forward pass only.
+    for module in [encoder.get_input_embeddings(), getattr(encoder, "embeddings", None), *layers[:n]]:
+        if module is not None:
+            module.requires_grad_(False)
 
 
 def build_train_dataset(dargs: DataArguments, targs: SimCSETrainingArguments):

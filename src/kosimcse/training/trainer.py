@@ -51,8 +51,15 @@ class JsonlLogger(TrainerCallback):
 
 
 def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
-                     prefix: str = "", device=None, autocast=None) -> np.ndarray:
-    """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal."""
+                     prefix: str = "", device=None, autocast=None, progress: bool = False,
+                     desc: str = "encode") -> np.ndarray:
+    """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal.
+
+    ``progress``: a tqdm bar on stderr (sentences done of all, rate, ETA); off unless asked, so tests and
+    library callers stay quiet whether or not stderr is a terminal.
+    """
+    from tqdm.auto import tqdm
+
     from kosimcse.modeling.objectives import encode_batch
 
     template = model.config.prompt_template if getattr(model.config, "is_prompt", False) else ""
@@ -61,13 +68,17 @@ def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 1
     out = [None] * len(sentences)
     was_training = model.training
     model.eval()
-    with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
+    # Longest batches come first, so the rate (and the ETA) improves as the bar advances.
+    bar = tqdm(total=len(sentences), desc=desc, unit=" sent", disable=not progress, leave=False, mininterval=1.0,
+               dynamic_ncols=True)
+    with bar, torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
         for s in range(0, len(order), batch_size):
             idx = order[s: s + batch_size]
             enc = encode_batch(tokenizer, [sentences[i] for i in idx], max_length, prefix, template).to(device)
             vecs = model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).float().cpu().numpy()
             for i, v in zip(idx, vecs):
                 out[i] = v
+            bar.update(len(idx))
     model.train(was_training)
     return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -195,7 +206,9 @@ class SimCSETrainer(Trainer):
         with_autocast = self.accelerator.autocast if (self.args.bf16 or self.args.fp16) else None
         scores = self.sts_evaluator(lambda texts: encode_sentences(
             model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
-            max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast))
+            max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast,
+            progress=not self.args.disable_tqdm and self.is_world_process_zero(),
+            desc=f"{self.sts_evaluator.name} (step {self.state.global_step})"))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         if self.state.global_step == 0:
             # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.
