@@ -69,6 +69,8 @@ def test_quickstart_end_to_end_on_a_tiny_model(tmp_path, one_thread):
         assert section in text, section
     # No progress bar reached the output: the tqdm carriage returns stay off with --no-progress.
     assert "\r" not in result.output
+    # The Trainer's log records (printed when its bar is off) stay out of stdout, which is for the report or --json.
+    assert "{'" not in text and "'loss'" not in text
 
     report = json.loads((out / "quickstart.json").read_text(encoding="utf-8"))
     assert set(report["tables"]) == {"start", "selected", "last"}
@@ -109,6 +111,20 @@ def test_quickstart_refuses_steps_that_skip_the_last_evaluation(tmp_path):
     assert exit_info.value.code == 2
 
 
+def test_quickstart_leaves_a_run_folder_it_did_not_write(tmp_path):
+    from kosimcse.cli import cli
+
+    out = tmp_path / "qs"
+    (out / "corpus").mkdir(parents=True)
+    (out / "corpus" / "sentences.txt").write_text("\n".join(_sentences()) + "\n", encoding="utf-8")
+    (out / "run").mkdir()
+    (out / "run" / "notes.txt").write_text("mine", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["quickstart", "--model", str(tmp_path), "--data-dir", str(tiny_data(tmp_path / "d")),
+                                      "--out", str(out), "--no-progress"])
+    assert result.exit_code != 0 and "not an earlier quickstart run" in str(result.exception)
+    assert (out / "run" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
 def test_freeze_layers_keeps_lower_weights_fixed(tmp_path, one_thread):
     from kosimcse.training.args import ModelArguments
     from kosimcse.training.data import ContrastiveCollator
@@ -141,3 +157,25 @@ def test_freeze_layers_beyond_the_encoder_is_refused(tmp_path):
     model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
     with pytest.raises(KoSimCSEError, match="freeze_layers must be between 0 and 2"):
         build_model(ModelArguments(model_name_or_path=str(model_dir), pooler="avg", freeze_layers=3))
+
+
+def test_progress_bars_have_a_total_and_are_off_unless_asked(tmp_path, capsys, one_thread):
+    from kosimcse.data.corpus import prepare_corpus
+    from kosimcse.training.args import ModelArguments
+    from kosimcse.training.run import build_model
+    from kosimcse.training.trainer import encode_sentences
+
+    model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
+    model, tokenizer, _ = build_model(ModelArguments(model_name_or_path=str(model_dir), pooler="avg"))
+    texts = _sentences()[:40]
+    capsys.readouterr()
+    encode_sentences(model, tokenizer, texts, batch_size=16)
+    assert capsys.readouterr().err == ""
+    encode_sentences(model, tokenizer, texts, batch_size=16, progress=True, desc="evaluate x")
+    err = capsys.readouterr().err
+    assert "evaluate x" in err and "0/40 " in err  # sentences done of the total
+
+    data = tiny_data(tmp_path / "data")
+    prepare_corpus([f"kowiki:{data / 'corpus' / 'kowiki' / 'AA'}"], tmp_path / "corpus", data_dir=data, progress=True)
+    err = capsys.readouterr().err
+    assert "prepare kowiki" in err and "100%" in err  # a percentage: the bar has a total (the source's bytes)

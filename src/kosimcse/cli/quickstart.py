@@ -251,11 +251,28 @@ def program() -> str:
     return "kosimcse" if shutil.which("kosimcse") else f"{shlex.quote(sys.executable)} -m kosimcse"
 
 
-def next_commands(prog: str, model_id: str, out: Path, corpus: Path, options: str = "") -> list[tuple[str, str]]:
+SEARCH_SAMPLE = 2000
+
+
+def write_search_sample(sentences: Path, target: Path, n: int = SEARCH_SAMPLE) -> Path:
+    """A fixed random sample of the corpus to search in: embedding all of it takes minutes on a CPU."""
+    lines = sentences.read_text(encoding="utf-8").splitlines()
+    if len(lines) > n:
+        lines = [lines[i] for i in sorted(random.Random(0).sample(range(len(lines)), n))]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for _ in fh)
+
+
+def next_commands(prog: str, model_id: str, out: Path, texts: Path, options: str = "") -> list[tuple[str, str]]:
     """(what, command) pairs, each runnable as printed from the current folder."""
     q = shlex.quote
     run, best = out / "run", out / "run" / "best"
-    index = out / "corpus.npy"
+    index = texts.with_suffix(".npy")
     settings = recipe_for(model_id)
     flags = [f"--model_name_or_path {q(model_id)}", f"--pooler {settings['pooler']}",
              f"--prefix {q(settings.get('prefix', ''))}" if settings.get("prefix") else "",
@@ -263,9 +280,10 @@ def next_commands(prog: str, model_id: str, out: Path, corpus: Path, options: st
     longer_out = Path(str(out) + "-long")
     return [
         ("HTML report of this run (curves, tables, plots)", f"{prog} report {q(str(run))}"),
-        ("semantic search with the exported model (embed the corpus once, then query it)",
-         f"{prog} encode {q(str(best))} {q(str(corpus))} -o {q(str(index))} && "
-         f"{prog} search {q(str(best))} --index {q(str(index))} --texts {q(str(corpus))} --query '영화 추천' -k 5"),
+        (f"semantic search with the exported model over {_count_lines(texts):,} sentences of the corpus "
+         "(embed them once, then query)",
+         f"{prog} encode {q(str(best))} {q(str(texts))} -o {q(str(index))} && "
+         f"{prog} search {q(str(best))} --index {q(str(index))} --texts {q(str(texts))} --query '영화 추천' -k 5"),
         ("a longer run (more steps, a bigger corpus)",
          f"{prog} quickstart {options}--max-steps 300 --kowiki-part AA --out {q(str(longer_out))}"),
         ("your own domain corpus (one text per line in my_corpus.txt)",
@@ -322,7 +340,6 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
                 as_json, progress):
     from kosimcse.data.corpus import prepare_corpus
     from kosimcse.errors import KoSimCSEError
-    from kosimcse.evaluation.sts import markdown_table
     from kosimcse.paths import data_dir as resolve_data_dir
     from kosimcse.training.args import load_recipe
     from kosimcse.training.run import build_model, model_card, train
@@ -347,7 +364,6 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
 
     corpus_dir = out / "corpus"
     sentences = corpus_dir / "sentences.txt"
-    stats_file = corpus_dir / "stats.json"
     t = time.time()
     if sentences.exists():
         say(f"[2/6] reusing the seed corpus {sentences} (delete it to prepare again)")
@@ -367,6 +383,9 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
 
     run_dir = out / "run"
     if run_dir.exists():
+        # Only a folder this command wrote is removed; anything else there is the user's.
+        if any(run_dir.iterdir()) and not any((run_dir / marker).exists() for marker in ("metrics.jsonl", "summary.json")):
+            raise KoSimCSEError(f"{run_dir} exists and is not an earlier quickstart run; choose another --out")
         say(f"      replacing the previous quickstart run in {run_dir}")
         shutil.rmtree(run_dir)
     settings = recipe_for(model_id)
@@ -433,7 +452,8 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
     prog = program()
     options = "".join(f"--{k} {shlex.quote(str(v))} " for k, v in (("model", model), ("data-dir", data_dir))
                       if v not in (None, "auto"))
-    commands = next_commands(prog, model_id, out, sentences, options)
+    sample = write_search_sample(sentences, out / "search-sample.txt")
+    commands = next_commands(prog, model_id, out, sample, options)
     longer = commands[2][1]
     reading = read_result(model_id, before, selected, last, {"start": geo_before, "last": geo_last}, kept_initial,
                           selected_step, last_step, longer)
