@@ -8,6 +8,8 @@ import copy
 import torch
 from torch import nn
 
+from kosimcse.modeling.losses import full_precision
+
 # PromptBERT's 'This sentence : "[X]" means [MASK] .' in Korean; the [MASK] state is the sentence vector.
 DEFAULT_PROMPT = '이 문장 : "[X]" 의 의미는 [MASK] 이다.'
 
@@ -166,6 +168,7 @@ class ConditionalDiscriminator(nn.Module):
         embeds = self.encoder.get_input_embeddings()(corrupted_ids)
         embeds = torch.cat([sentence_vectors.unsqueeze(1).to(embeds.dtype), embeds[:, 1:]], dim=1)
         states = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        logits = self.classifier(states).squeeze(-1).float()
+        with full_precision(states.device):  # a hidden -> 1 projection: float32 costs nothing here
+            logits = self.classifier(states.to(self.classifier.weight.dtype)).squeeze(-1).float()
         inner = inner_tokens(attention_mask)
         return nn.functional.binary_cross_entropy_with_logits(logits[inner], replaced[inner].float())
