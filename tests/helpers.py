@@ -60,6 +60,29 @@ def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: in
     )
 
 
+def make_tiny_sentencepiece_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 1500,
+                                      model_max_length: int = 128):
+    """A fast SentencePiece-style (Unigram + Metaspace "▁") tokenizer like XLM-R's and e5's, trained on the fly."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(vocab_texts) if vocab_texts is not None else korean_sample_texts(1000)
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                          unk_token="<unk>", show_progress=False))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", mask_token="<mask>", model_max_length=model_max_length,
+        model_input_names=["input_ids", "attention_mask"])
+
+
 def make_tiny_model_dir(path, vocab_texts: Iterable[str] | None = None, hidden: int = 32, layers: int = 2,
                         heads: int = 2, seed: int = 0, model_type: str = "bert", max_length: int = 128,
                         vocab_size: int = 2000) -> Path:

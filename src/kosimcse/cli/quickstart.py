@@ -38,7 +38,7 @@ def recipe_for(model_id: str) -> dict:
     if "e5" in model_id:
         return dict(pooler="avg", prefix="query: ", mlp_only_train=False, learning_rate=1e-5,
                     freeze_embeddings=True, max_length=32)
-    return dict(pooler="cls_before_pooler", mlp_only_train=True, learning_rate=5e-5, max_length=32)
+    return dict(pooler="cls", mlp_only_train=True, learning_rate=5e-5, max_length=32)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

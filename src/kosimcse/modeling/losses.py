@@ -11,6 +11,8 @@ Beside it: ``CoSENTLoss``/``AnglELoss`` (STS-score supervision: rank pairs by go
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -47,10 +49,23 @@ def scale_gradient(loss: torch.Tensor, factor: float) -> torch.Tensor:
     return loss + (factor - 1.0) * (loss - loss.detach()) if factor != 1 else loss
 
 
+def full_precision(device: torch.device):
+    """A region where autocast is off, so similarities are computed in float32 even inside a bf16/fp16 step.
+
+    Under autocast a matmul runs in the low precision whatever its inputs' dtype; divided by a temperature of
+    0.05, bf16's rounding of cosines near 1 becomes a logit error of several hundredths.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a = nn.functional.normalize(a.float(), dim=-1)
-    b = nn.functional.normalize(b.float(), dim=-1)
-    return a @ b.T
+    """All cosines between the rows of ``a`` and ``b``, in float32 (autocast off)."""
+    with full_precision(a.device):
+        a = nn.functional.normalize(a.float(), dim=-1)
+        b = nn.functional.normalize(b.float(), dim=-1)
+        return a @ b.T
 
 
 class InfoNCELoss(nn.Module):
@@ -87,20 +102,22 @@ class InfoNCELoss(nn.Module):
 
 
 def pairwise_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine ``cos(a[i], b[i])`` in float32."""
-    return (nn.functional.normalize(a.float(), dim=-1) * nn.functional.normalize(b.float(), dim=-1)).sum(-1)
+    """Row-wise cosine ``cos(a[i], b[i])`` in float32 (autocast off)."""
+    with full_precision(a.device):
+        return (nn.functional.normalize(a.float(), dim=-1) * nn.functional.normalize(b.float(), dim=-1)).sum(-1)
 
 
 def pairwise_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """AnglE's similarity ``|cos + sin|``: dimension ``i`` pairs with ``i + D/2`` as a complex number's parts."""
-    a, b = a.float(), b.float()
-    if a.size(-1) % 2:
-        a, b = nn.functional.pad(a, (0, 1)), nn.functional.pad(b, (0, 1))
-    a, b = nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
-    a_re, a_im = a.chunk(2, dim=-1)
-    b_re, b_im = b.chunk(2, dim=-1)
-    sines = (a_im * b_re - a_re * b_im).sum(-1)
-    return ((a * b).sum(-1) + sines).abs()
+    with full_precision(a.device):
+        a, b = a.float(), b.float()
+        if a.size(-1) % 2:
+            a, b = nn.functional.pad(a, (0, 1)), nn.functional.pad(b, (0, 1))
+        a, b = nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
+        a_re, a_im = a.chunk(2, dim=-1)
+        b_re, b_im = b.chunk(2, dim=-1)
+        sines = (a_im * b_re - a_re * b_im).sum(-1)
+        return ((a * b).sum(-1) + sines).abs()
 
 
 class CoSENTLoss(nn.Module):

@@ -5,8 +5,19 @@ Unsupervised SimCSE feeds every sentence twice (``views=2``: dropout makes the t
 supervised SimCSE feeds (anchor, entailment, contradiction) (``views=3``). All views go through the
 encoder in one pass, then the contrastive loss from ``losses.py`` compares view 0 with the others.
 
+The MLP head (dense + tanh) exists in two cases, and nowhere else:
+
+- ``pooler: cls``: SimCSE's head. It is used in training, and at inference unless ``mlp_only_train``
+  (SimCSE's unsupervised setting is ``pooler: cls`` + ``mlp_only_train: true``).
+- ``mlp_only_train: true`` over a mean-family pooler (``avg``/``mean``, ``avg_first_last``, ``avg_top2``):
+  a training-only head over that pooler (e5 keeps its mean pooling and still trains through a head).
+
+``cls_before_pooler`` is SimCSE's pooler *without* the head, and ``prompt`` pools the [MASK] state, so
+``mlp_only_train`` with either could not take effect and is refused (``head_setting_problem``).
+
 ``save_pretrained`` writes a folder that ``transformers.AutoModel`` and ``sentence_transformers.SentenceTransformer``
-both load directly; the MLP head goes into it only when it is part of inference (``mlp_only_train=False``).
+both load directly; the MLP head goes into it only when it is part of inference (``pooler: cls`` without
+``mlp_only_train``): a training-only head never reaches an export.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.losses import build_loss
 from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, pool_at_mask,
                                          replace_tokens)
@@ -28,6 +40,17 @@ CONFIG_NAME = "kosimcse_config.json"
 # PromptBERT pooling: the sentence goes into ``prompt_template`` and the [MASK] state is its vector.
 PROMPT_POOLER = "prompt"
 HEAD_DIR = "2_Dense"
+# Poolers over which ``mlp_only_train`` adds a training-only head (canonical names: ``mean`` is ``avg``).
+MEAN_POOLERS = ("avg", "avg_first_last", "avg_top2")
+
+
+def head_setting_problem(pooler: str, mlp_only_train: bool) -> str | None:
+    """Why ``mlp_only_train`` cannot take effect with ``pooler``, or None when the pair is fine."""
+    if not mlp_only_train or pooler == "cls" or (pooler != PROMPT_POOLER and canonical_pooler(pooler) in MEAN_POOLERS):
+        return None
+    return (f"mlp_only_train: true has no effect with pooler: {pooler} ({pooler} has no MLP head); for SimCSE's "
+            "training-only head use pooler: cls (or a mean pooler: avg, avg_first_last, avg_top2), "
+            "or set mlp_only_train: false")
 
 
 @dataclass
@@ -35,8 +58,8 @@ class SimCSEConfig:
     """What besides the encoder defines a SimCSE model; saved as ``kosimcse_config.json``."""
 
     pooler: str = "cls"
-    # SimCSE's MLP head sits on the [CLS] pooler. ``mlp_only_train`` (recommended for unsupervised
-    # runs) trains with it but embeds without it.
+    # The MLP head: SimCSE's on ``cls``, or a training-only one over a mean pooler (see the module docstring).
+    # ``mlp_only_train`` (recommended for unsupervised runs) trains with it but embeds without it.
     mlp_only_train: bool = False
     temperature: float = 0.05
     hard_negative_weight: float = 0.0
@@ -65,7 +88,11 @@ class SimCSEConfig:
 
     @property
     def uses_head(self) -> bool:
-        return not self.is_prompt and canonical_pooler(self.pooler) == "cls"
+        """Whether the model has the MLP head (always used in training; at inference see ``head_at_inference``)."""
+        if self.is_prompt:
+            return False
+        pooler = canonical_pooler(self.pooler)
+        return pooler == "cls" or (self.mlp_only_train and pooler in MEAN_POOLERS)
 
     def to_json_string(self) -> str:
         """As transformers configs do; the Trainer's TensorBoard logger records it."""
@@ -132,6 +159,9 @@ class SimCSEModel(nn.Module):
         from transformers import AutoModel, AutoModelForMaskedLM
 
         config = config or SimCSEConfig()
+        problem = head_setting_problem(config.pooler, config.mlp_only_train)
+        if problem:  # refused for training only: old exports with such a config still load for inference
+            raise KoSimCSEError(problem)
         mlm_head = None
         if config.mlm_weight > 0:
             # The MLM auxiliary loss needs the LM head; keep the full MLM model's parts and

@@ -21,7 +21,10 @@ from kosimcse.errors import KoSimCSEError
 class ModelArguments:
     model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, local folder, or 'e5-small-airgap'."})
     pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt."})
-    mlp_only_train: bool = field(default=False, metadata={"help": "Train with the MLP head, embed without it (unsup SimCSE)."})
+    mlp_only_train: bool = field(default=False, metadata={"help": (
+        "Train with the MLP head, embed without it (unsup SimCSE: pooler cls + mlp_only_train true). With a mean "
+        "pooler (avg, mean, avg_first_last, avg_top2) it adds a training-only head; refused with cls_before_pooler "
+        "and prompt, which have no head.")})
     temperature: float = 0.05
     hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
     mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
@@ -72,7 +75,8 @@ SELECTION_SCORE = "eval_selection_score"
 @dataclass
 class SimCSETrainingArguments(TrainingArguments):
     output_dir: str = "runs/simcse"
-    grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size; 0 turns GradCache off."})
+    grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size in sentence views (rows: "
+                                                                    "batch x views); 0 turns GradCache off."})
     max_bad_batches: int = field(default=0, metadata={"help": "Skip up to N batches with a non-finite loss before stopping."})
     eval_batch_size: int = 128
     precision: str = field(default="auto", metadata={"help": (

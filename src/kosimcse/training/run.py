@@ -36,6 +36,64 @@ def resolve_loss(margs: ModelArguments, objective: str) -> str:
     return loss
 
 
+# Sentence views per example, as the collator lays them out: the GradCache chunks are counted in these rows.
+VIEWS = {"unsup": 2, "esimcse": 2, "sup": 3, "sts": 2}
+
+
+def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments) -> str:
+    """Refuse settings that could not take effect (or do not fit together) before anything is loaded.
+
+    A setting counts as set when it differs from its dataclass default, so a recipe that spells out a default
+    (e.g. ``temperature: 0.05`` shared by every stage) stays valid. Returns the resolved loss.
+    """
+    from kosimcse.modeling.model import head_setting_problem
+
+    loss = resolve_loss(margs, dargs.objective)
+    changed = lambda name: getattr(margs, name) != ModelArguments.__dataclass_fields__[name].default  # noqa: E731
+    problems = []
+    head = head_setting_problem(margs.pooler, margs.mlp_only_train)
+    if head:
+        problems.append(head)
+    if margs.hard_negative_weight != 0 and dargs.objective != "sup":
+        problems.append(f"hard_negative_weight {margs.hard_negative_weight} has no effect with objective "
+                        f"{dargs.objective}: only objective sup (NLI triplets) has hard negatives; remove it")
+    if margs.prompt_template and margs.pooler != "prompt":
+        problems.append(f"prompt_template is used only with pooler: prompt (pooler is {margs.pooler}); "
+                        "set pooler: prompt or remove prompt_template")
+    if changed("rtd_mask_ratio") and margs.rtd_weight == 0:
+        problems.append(f"rtd_mask_ratio {margs.rtd_mask_ratio} has no effect while rtd_weight is 0 "
+                        "(the replaced-token detection loss is off); set rtd_weight > 0 or remove rtd_mask_ratio")
+    if changed("dup_rate") and dargs.objective != "esimcse":
+        problems.append(f"dup_rate {margs.dup_rate} (ESimCSE word repetition) has no effect with objective "
+                        f"{dargs.objective}; use objective: esimcse or remove dup_rate")
+    for name in ("momentum", "queue_size"):
+        if changed(name) and loss != "esimcse":
+            problems.append(f"{name} {getattr(margs, name)} (ESimCSE momentum queue) has no effect with loss {loss}; "
+                            f"use objective: esimcse or remove {name}")
+    if changed("loss_scale") and loss not in SCORE_LOSSES:
+        problems.append(f"loss_scale {margs.loss_scale} is the scale of {'/'.join(SCORE_LOSSES)}; loss {loss} uses "
+                        "temperature instead: remove loss_scale")
+    if changed("temperature") and loss in SCORE_LOSSES:
+        problems.append(f"temperature {margs.temperature} has no effect with loss {loss}, which uses loss_scale; "
+                        "remove temperature")
+    chunk = targs.grad_cache_chunk_size
+    if chunk:
+        rows = targs.per_device_train_batch_size * VIEWS.get(dargs.objective, 2)
+        if chunk >= rows:
+            problems.append(f"grad_cache_chunk_size {chunk} has no effect: one chunk already holds the whole batch "
+                            f"({targs.per_device_train_batch_size} examples x {VIEWS.get(dargs.objective, 2)} views = "
+                            f"{rows} rows); set it below {rows} or to 0")
+        if loss == "esimcse":
+            problems.append("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
+        if margs.mlm_weight > 0 or margs.rtd_weight > 0:
+            # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped.
+            problems.append("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
+                            "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
+    if problems:
+        raise KoSimCSEError("; ".join(problems))
+    return loss
+
+
 def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int = 64):
     """Resolve the model id (Hub, local folder or air-gapped alias) and wrap it for SimCSE."""
     from transformers import AutoTokenizer
@@ -204,16 +262,11 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     """Train, keep the best checkpoint by dev cosine Spearman, export it to ``OUTPUT/best``; return a summary."""
     from transformers import set_seed
 
+    validate_settings(margs, dargs, targs)
     set_seed(targs.seed)
     if targs.should_log:
         print(f"precision: {targs.precision} ({targs.precision_reason})", file=sys.stderr, flush=True)
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
-    if model.config.loss == "esimcse" and targs.grad_cache_chunk_size:
-        raise KoSimCSEError("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
-    if (margs.mlm_weight > 0 or margs.rtd_weight > 0) and targs.grad_cache_chunk_size:
-        # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped silently.
-        raise KoSimCSEError("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
-                            "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
     train_dataset = build_train_dataset(dargs, targs)
     evaluator = build_evaluator(dargs)
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
@@ -313,8 +366,11 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     """Run every stage of a ``stages:`` recipe; a stage whose export exists already is skipped when resuming."""
     from kosimcse.training.args import load_recipe, read_recipe
 
+    stages = stage_settings(read_recipe(path), overrides)
+    for _, settings in stages:  # a later stage's mistake should not wait for the earlier stages' training
+        validate_settings(*load_recipe(None, settings))
     summaries = []
-    for name, settings in stage_settings(read_recipe(path), overrides):
+    for name, settings in stages:
         summary_file = Path(settings["output_dir"]) / "summary.json"
         if resume and summary_file.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir():
             summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))

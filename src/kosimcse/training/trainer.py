@@ -72,8 +72,24 @@ def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 1
     return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def refuse_data_parallel(args) -> None:
+    """Stop where the Trainer would fall back to ``nn.DataParallel`` (several visible GPUs, one process).
+
+    DataParallel splits each batch across the GPUs and computes the loss per replica, so every GPU would
+    contrast its sentences only with its own share of the negatives; DDP under torchrun gathers them all.
+    """
+    n_gpu = getattr(args, "n_gpu", 1)
+    if n_gpu > 1:
+        raise KoSimCSEError(
+            f"{n_gpu} GPUs are visible but training runs in one process, where the Trainer would use "
+            "nn.DataParallel and each GPU would see only its share of the in-batch negatives. Start one process "
+            f"per GPU: torchrun --nproc_per_node {n_gpu} -m kosimcse train RECIPE; "
+            "or train on one GPU: CUDA_VISIBLE_DEVICES=0 kosimcse train RECIPE")
+
+
 class SimCSETrainer(Trainer):
     def __init__(self, *args, sts_evaluator=None, tokenizer=None, **kwargs):
+        refuse_data_parallel(kwargs["args"] if "args" in kwargs else args[1] if len(args) > 1 else None)
         super().__init__(*args, **kwargs)
         self.sts_evaluator = sts_evaluator
         self.tokenizer_for_eval = tokenizer
