@@ -99,10 +99,11 @@ class SimCSETrainingArguments(TrainingArguments):
     save_total_limit: int | None = 2
     # all_gather needs equal batch sizes on every rank, and a ragged last batch would shrink the negative pool.
     dataloader_drop_last: bool = True
-    # Measured: with DDP's default dynamic graph, a loss over gathered embeddings came out with wrong
-    # gradients under gloo, while static_graph matched one process exactly (tests/test_ddp.py).
-    # SimCSE uses every parameter at every step, which is what static_graph requires.
-    ddp_static_graph: bool | None = True
+    # DDP's dynamic graph: static_graph breaks under no_sync, which gradient accumulation and GradCache use
+    # (PyTorch: an INTERNAL ASSERT at the first backward, pytorch/pytorch#143580). The dynamic graph needs
+    # find_unused_parameters, which the Trainer turns on for our plain nn.Module: the encoder's own pooler
+    # layer gets no gradient from SimCSE's poolers. tests/test_ddp.py checks both against one process.
+    ddp_static_graph: bool | None = False
     metric_for_best_model: str | None = "eval_cosine_spearman"
     greater_is_better: bool | None = True
     load_best_model_at_end: bool = True
@@ -111,6 +112,9 @@ class SimCSETrainingArguments(TrainingArguments):
     save_safetensors: bool = True
 
     def __post_init__(self):
+        if self.ddp_static_graph and (self.gradient_accumulation_steps > 1 or self.grad_cache_chunk_size):
+            raise ValueError("ddp_static_graph true does not work with gradient_accumulation_steps > 1 or GradCache "
+                             "(PyTorch's static graph breaks under DDP's no_sync); set ddp_static_graph false")
         if self.selection_tolerance < 0:
             raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
         if self.selection_tolerance > 0:
