@@ -318,7 +318,10 @@ def _bf16_fp32_reference(results_dir: Path) -> dict | None:
     path = results_dir / "eval_e5.json"
     if not path.is_file():
         return None
-    rows = json.loads(path.read_text(encoding="utf-8"))["data"]["results"].get("korsts-test", {})
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    if data.get("dtype") != "bf16":
+        return None  # no bf16 rows: the e5 evaluation ran in fp32 here
+    rows = data["results"].get("korsts-test", {})
     bf16 = next((m for name, m in rows.items() if "query" in name and "fp32" not in name), None)
     fp32 = next((m for name, m in rows.items() if "fp32" in name), None)
     if not bf16 or not fp32:
