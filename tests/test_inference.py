@@ -109,7 +109,7 @@ def test_chunked_topk_equals_brute_force():
 def test_saved_kosimcse_config_supplies_defaults(tiny_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_dir, folder)
-    loading.write_encoder_config(folder, pooling="cls", prefix="query: ", max_length=32)
+    (folder / loading.KOSIMCSE_CONFIG).write_text(json.dumps({"pooling": "cls", "prefix": "query: ", "max_length": 32}))
     enc = KoSimCSE.from_pretrained(folder, device="cpu", dtype="fp32")
     assert (enc.pooling, enc.prefix, enc.max_length) == ("cls", "query: ", 32)
     assert KoSimCSE.from_pretrained(folder, pooling="mean", prefix="", device="cpu").prefix == ""

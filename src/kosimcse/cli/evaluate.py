@@ -29,7 +29,7 @@ def validate_pooling(ctx, param, value):
     "eval",
     epilog="""\b
 Examples:
-  kosimcse eval --model /work/cache/me5-small --pooling mean --prefix "query: " --task korsts-test
+  kosimcse eval --model models/me5-small --pooling mean --prefix "query: " --task korsts-test
   kosimcse eval --model e5-small-airgap --pooling mean --prefix "query: "      # all three tasks
   kosimcse eval --model runs/unsup/best --json --out results.json
   kosimcse eval --model runs/unsup/best --task korsts-dev --data-dir ../shared/data --fp32

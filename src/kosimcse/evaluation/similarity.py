@@ -113,12 +113,3 @@ def cosine_matrix(a, b):
     if b.ndim == 1:
         b = b[None, :]
     return l2_normalize(a) @ l2_normalize(b).T
-
-
-def dot_matrix(a, b):
-    """All-pairs dot product ``[n, m]``."""
-    if _is_torch(a):
-        return a @ b.T
-    a = np.atleast_2d(np.asarray(a, dtype=np.float32))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float32))
-    return a @ b.T

@@ -275,18 +275,6 @@ def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
     return cfg
 
 
-def write_encoder_config(folder: str | os.PathLike, pooling: str, prefix: str = "", max_length: int | None = None,
-                         normalize: bool | None = None) -> Path:
-    """Save inference settings beside a model so ``kosimcse eval``/``encode`` use them without flags."""
-    from kosimcse.modeling.pooling import canonical_pooler
-
-    canonical_pooler(pooling)
-    path = Path(folder) / KOSIMCSE_CONFIG
-    payload = {"pooling": pooling, "prefix": prefix, "max_length": max_length, "normalize": normalize}
-    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                  torch_dtype=None) -> LoadedEncoder:
     """Resolve and load ``(model, tokenizer, saved config, folder, head)``; the model is in eval mode."""
