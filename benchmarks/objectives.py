@@ -45,24 +45,27 @@ class Start:
 
 STARTS = {
     "e5": Start("multilingual-e5-small", dict(model_name_or_path="e5-small-airgap", pooler="avg", prefix="query: ",
-                                              mlp_only_train=True, freeze_embeddings=True, temperature=0.05),
+                                              mlp_only_train=False, freeze_embeddings=True, temperature=0.05),
                 {"sup": 2e-5, "sts": 2e-5, "unsup": 1e-5},
-                "multilingual-e5-small (offline), mean pooling (MLP head in training only), prefix \"query: \", "
-                "frozen token embeddings",
+                "multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings; "
+                "unsupervised objectives train through SimCSE's MLP head, used in training only",
                 "eval_e5", 'me5-small, mean, prefix "query: "'),
     # A from-scratch model has no well-placed space to keep, so it trains everything at the learning rate
     # scratch_row's SimCSE stage used; mean pooling is its better pooling before SimCSE (dev 58.7 vs 35.4 [CLS]).
     "mini": Start("mini BERT 4x256 from scratch", dict(model_name_or_path=str(MINI_DIR), pooler="avg", prefix="",
-                                                        mlp_only_train=True, freeze_embeddings=False, temperature=0.05),
+                                                        mlp_only_train=False, freeze_embeddings=False, temperature=0.05),
                   {"sup": 1e-4, "sts": 1e-4, "unsup": 1e-4},
                   "mini BERT 4x256 pretrained from scratch with MLM on a kowiki slice (benchmarks.scratch_row; "
-                  "5.3M parameters, WordPiece 8000), mean pooling (MLP head in training only), all weights trained",
+                  "5.3M parameters, WordPiece 8000), mean pooling, all weights trained; unsupervised objectives train "
+                  "through SimCSE's MLP head, used in training only",
                   "train_scratch_mini_mlm"),
 }
 COMMON = dict(precision="auto", report_to=[], disable_tqdm=True, eval_on_start=True, logging_steps=10,
               save_total_limit=1)
 TASKS = ["korsts-dev", "korsts-test", "klue-sts-dev"]
 
+# SimCSE's unsupervised setting: an MLP head in training only (--pooler_type cls --mlp_only_train), here over mean pooling.
+HEAD = {"mlp_only_train": True}
 # name -> list of stages; each stage is (objective, extra settings, which step budget it uses).
 OBJECTIVES: dict[str, list[tuple[str, dict, str]]] = {
     "sup_infonce": [("sup", {}, "steps")],
@@ -70,12 +73,12 @@ OBJECTIVES: dict[str, list[tuple[str, dict, str]]] = {
     "sts_angle": [("sts", {"loss": "angle"}, "sts_steps")],
     "multitask_cosent": [("sup", {}, "steps"), ("sts", {"loss": "cosent"}, "sts_steps")],
     "multitask_angle": [("sup", {}, "steps"), ("sts", {"loss": "angle"}, "sts_steps")],
-    "unsup_infonce": [("unsup", {}, "steps")],
-    "unsup_mlm": [("unsup", {"mlm_weight": 0.1}, "steps")],
-    "esimcse": [("esimcse", {"dup_rate": 0.32, "momentum": 0.995}, "steps")],
-    "prompt_unsup": [("unsup", {"pooler": "prompt", "mlp_only_train": False}, "steps")],  # the [MASK] state has no head
+    "unsup_infonce": [("unsup", HEAD, "steps")],
+    "unsup_mlm": [("unsup", {"mlm_weight": 0.1, **HEAD}, "steps")],
+    "esimcse": [("esimcse", {"dup_rate": 0.32, "momentum": 0.995, **HEAD}, "steps")],
+    "prompt_unsup": [("unsup", {"pooler": "prompt"}, "steps")],  # the [MASK] state has no head
     # The paper's 0.005 barely registers in a 100-step run; 0.05 lets the detection loss shape the vectors.
-    "diffcse": [("unsup", {"rtd_weight": 0.05}, "steps")],
+    "diffcse": [("unsup", {"rtd_weight": 0.05, **HEAD}, "steps")],
 }
 LABELS = {
     "sup_infonce": "supervised SimCSE (KLUE-NLI triplets)",
