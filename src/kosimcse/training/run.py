@@ -82,9 +82,10 @@ def _read_sts_pairs(dargs: DataArguments):
     from kosimcse.data import readers
     from kosimcse.paths import data_dir
 
-    root = data_dir(dargs.data_dir)
-    files = [Path(f) for f in dargs.sts_files] or [root / "korsts" / "sts-train.tsv",
-                                                    root / "klue-sts" / "klue_sts_train.csv"]
+    files = [Path(f) for f in dargs.sts_files]
+    if not files:
+        root = data_dir(dargs.data_dir)
+        files = [root / "korsts" / "sts-train.tsv", root / "klue-sts" / "klue_sts_train.csv"]
     held_out = _evaluation_files(dargs)
     pairs = []
     for path in files:
@@ -115,17 +116,10 @@ def _read_triplets(dargs: DataArguments):
 
 
 def _evaluation_files(dargs: DataArguments) -> set[Path]:
-    from kosimcse.data.tasks import list_tasks, task_path
-    from kosimcse.paths import data_dir
+    """The files the evaluator reads for this data folder (one registry: ``kosimcse.data.tasks``)."""
+    from kosimcse.data.tasks import task_files
 
-    held_out = set()
-    for name in list_tasks():
-        for root in (None, data_dir(dargs.data_dir)):  # the embedded copy and the data folder's
-            try:
-                held_out.add(task_path(name, root).resolve())
-            except KoSimCSEError:
-                continue
-    return held_out
+    return task_files(dargs.data_dir)
 
 
 def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
@@ -136,7 +130,11 @@ def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
     if not target.exists():
         specs = default_sources(dargs.data_dir, seed=dargs.prepare_seed, sts=dargs.prepare_sts,
                                 domain=list(dargs.prepare_sources))
-        prepare_corpus(specs, out_dir=out_dir, data_dir=dargs.data_dir)
+        from kosimcse.data.tasks import DEFAULT_EVAL_SETS
+
+        # The sets this run evaluates on are guarded too, even custom ones.
+        guarded = tuple(dict.fromkeys([*DEFAULT_EVAL_SETS, dargs.eval_task, *dargs.report_tasks]))
+        prepare_corpus(specs, out_dir=out_dir, eval_sets=guarded, data_dir=dargs.data_dir)
     return target
 
 
@@ -145,7 +143,7 @@ def build_evaluator(dargs: DataArguments, task: str | None = None):
     from kosimcse.evaluation.sts import StsEvaluator
 
     name = task or dargs.eval_task
-    return StsEvaluator(load_sts_task(name), name=name)
+    return StsEvaluator(load_sts_task(name, dargs.data_dir), name=name)
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, bf16: bool = False) -> dict[str, dict]:
