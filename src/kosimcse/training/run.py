@@ -315,16 +315,9 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     return summaries
 
 
-if __name__ == "__main__":  # python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value | --STAGE.key value]
+if __name__ == "__main__":  # an alias of `kosimcse train RECIPE [--resume] [--key value | --STAGE.key value]`
     import sys
 
-    from kosimcse.training.args import parse_overrides
+    from kosimcse.cli import main
 
-    argv = sys.argv[1:]
-    if not argv:
-        raise SystemExit("usage: python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value ...]")
-    resume_flag = "--resume" in argv
-    extra = parse_overrides([a for a in argv[1:] if a != "--resume"])
-    for done in train_stages(argv[0], extra, resume=resume_flag):
-        print(json.dumps({k: done.get(k) for k in ("stage", "exported", "best_metric", "global_step", "wall_time_s")},
-                         ensure_ascii=False))
+    main(["train", *sys.argv[1:]])
