@@ -7,12 +7,17 @@ so every Trainer option — bf16, save_steps, report_to, resume … — works in
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import functools
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from kosimcse.errors import KoSimCSEError
 
@@ -148,34 +153,96 @@ class SimCSETrainingArguments(TrainingArguments):
 ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)
 
 
-def _coerce(value: str):
-    """Turn a CLI override string into the YAML value it spells (numbers, booleans, lists)."""
+@functools.cache
+def _option_actions() -> dict[str, tuple[argparse.Action, bool]]:
+    """Field name -> (the argparse action ``HfArgumentParser`` builds for it, whether the field takes None).
+
+    transformers' own ``--key value`` parser decides each field's type, choices and list-ness, so
+    overrides convert exactly as its example scripts do.
+    """
+    actions = {}
+    for action in HfArgumentParser(ARG_CLASSES)._actions:
+        if action.option_strings and action.dest not in actions:  # the field's own, not its --no_ twin
+            actions[action.dest] = action
+    optional = {name for cls in ARG_CLASSES for name, tp in typing.get_type_hints(cls).items()
+                if type(None) in typing.get_args(tp)}
+    return {name: (action, name in optional) for name, action in actions.items()}
+
+
+def _expected(action: argparse.Action, optional: bool) -> str:
+    if action.choices:
+        text = "one of " + ", ".join(map(str, action.choices))
+    else:
+        text = {str: "a string", int: "an integer", float: "a number", string_to_bool: "true or false"}.get(
+            action.type, getattr(action.type, "__name__", "a string"))
+    if action.nargs in ("+", "*"):
+        text = f"one or more values ({text} each, or a JSON/YAML list)"
+    return text + (", or none" if optional else "")
+
+
+def _coerce(option: str, field_name: str, words: list[str]):
+    """The value of ``--option`` (a field, or ``STAGE.field``) from the words after it, by the field's type."""
+    action, optional = _option_actions()[field_name]
+    expected = _expected(action, optional)
+    many = action.nargs in ("+", "*")
+    if not words:
+        if action.nargs == "?" and action.const is not None:  # a bare boolean flag
+            return action.const
+        raise KoSimCSEError(f"option --{option} needs a value ({expected})")
+    if optional and len(words) == 1 and words[0].lower() in ("none", "null"):
+        return None
+    if len(words) > 1 and not many:
+        raise KoSimCSEError(f"option --{option} takes one value ({expected}), got {len(words)}: {' '.join(words)}")
+    if many and len(words) == 1 and words[0].lstrip().startswith("["):
+        try:
+            items = yaml.safe_load(words[0])
+        except yaml.YAMLError:
+            items = None
+        if not isinstance(items, list):
+            raise KoSimCSEError(f"option --{option}: cannot read {words[0]!r} as a list")
+        words = [item if isinstance(item, str) else json.dumps(item) for item in items]
+    convert = action.type or str
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+        values = [convert(word) for word in words]
+    except (ValueError, TypeError, argparse.ArgumentTypeError):
+        raise KoSimCSEError(f"option --{option} expects {expected}, not {' '.join(words)!r}") from None
+    if action.choices and any(v not in action.choices for v in values):
+        raise KoSimCSEError(f"option --{option} expects {expected}, not {' '.join(words)!r}")
+    return values if many else values[0]
 
 
 def parse_overrides(tokens: list[str]) -> dict:
-    """``["--lr", "1e-5", "--bf16", "--report_tasks", "a", "b"]`` -> dict; a bare flag means True."""
-    out: dict = {}
+    """``["--learning_rate", "1e-5", "--bf16", "--report_tasks", "a", "b", "--nli.max_steps", "100"]`` -> dict.
+
+    Each value is read by the type of the field it sets: a string field takes the words as typed
+    (``--prefix "query: "``), a bool ``true/false/yes/no/1/0`` (a bare flag means true), numbers as numbers,
+    a list several words or a JSON/YAML list, an Optional field ``none``/``null``. ``--STAGE.key`` sets
+    ``key`` in one stage of a staged recipe. A wrong type or an unknown option raises ``KoSimCSEError``.
+    """
+    words: dict[str, list[str]] = {}
     key = None
     for tok in tokens:
-        if tok.startswith("--"):
+        if tok.startswith("--") and len(tok) > 2:
             key = tok[2:].replace("-", "_")
+            value = None
             if "=" in key:
-                key, val = key.split("=", 1)
-                out[key] = _coerce(val)
+                key, value = key.split("=", 1)
+            words[key] = [] if value is None else [value]
+            if value is not None:
                 key = None
-            else:
-                out[key] = True
         elif key is None:
             raise KoSimCSEError(f"override {tok!r} has no --key before it")
-        elif out[key] is True:
-            out[key] = _coerce(tok)
         else:
-            prev = out[key]
-            out[key] = (prev if isinstance(prev, list) else [prev]) + [_coerce(tok)]
+            words[key].append(tok)
+    fields = _option_actions()
+    out: dict = {}
+    for option, values in words.items():
+        field_name = option.split(".", 1)[1] if "." in option else option
+        if field_name not in fields:
+            close = difflib.get_close_matches(field_name, fields, n=1)
+            hint = f"; did you mean --{close[0]}?" if close else " (see `kosimcse train --help`)"
+            raise KoSimCSEError(f"unknown option --{option}{hint}")
+        out[option] = _coerce(option, field_name, values)
     return out
 
 

@@ -139,9 +139,10 @@ def _read_sts_pairs(dargs: DataArguments):
     from kosimcse.data import readers
     from kosimcse.paths import data_dir
 
-    root = data_dir(dargs.data_dir)
-    files = [Path(f) for f in dargs.sts_files] or [root / "korsts" / "sts-train.tsv",
-                                                    root / "klue-sts" / "klue_sts_train.csv"]
+    files = [Path(f) for f in dargs.sts_files]
+    if not files:
+        root = data_dir(dargs.data_dir)
+        files = [root / "korsts" / "sts-train.tsv", root / "klue-sts" / "klue_sts_train.csv"]
     held_out = _evaluation_files(dargs)
     pairs = []
     for path in files:
@@ -172,17 +173,10 @@ def _read_triplets(dargs: DataArguments):
 
 
 def _evaluation_files(dargs: DataArguments) -> set[Path]:
-    from kosimcse.data.tasks import list_tasks, task_path
-    from kosimcse.paths import data_dir
+    """The files the evaluator reads for this data folder (one registry: ``kosimcse.data.tasks``)."""
+    from kosimcse.data.tasks import task_files
 
-    held_out = set()
-    for name in list_tasks():
-        for root in (None, data_dir(dargs.data_dir)):  # the embedded copy and the data folder's
-            try:
-                held_out.add(task_path(name, root).resolve())
-            except KoSimCSEError:
-                continue
-    return held_out
+    return task_files(dargs.data_dir)
 
 
 def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
@@ -193,7 +187,11 @@ def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
     if not target.exists():
         specs = default_sources(dargs.data_dir, seed=dargs.prepare_seed, sts=dargs.prepare_sts,
                                 domain=list(dargs.prepare_sources))
-        prepare_corpus(specs, out_dir=out_dir, data_dir=dargs.data_dir)
+        from kosimcse.data.tasks import DEFAULT_EVAL_SETS
+
+        # The sets this run evaluates on are guarded too, even custom ones.
+        guarded = tuple(dict.fromkeys([*DEFAULT_EVAL_SETS, dargs.eval_task, *dargs.report_tasks]))
+        prepare_corpus(specs, out_dir=out_dir, eval_sets=guarded, data_dir=dargs.data_dir)
     return target
 
 
@@ -202,7 +200,7 @@ def build_evaluator(dargs: DataArguments, task: str | None = None):
     from kosimcse.evaluation.sts import StsEvaluator
 
     name = task or dargs.eval_task
-    return StsEvaluator(load_sts_task(name), name=name)
+    return StsEvaluator(load_sts_task(name, dargs.data_dir), name=name)
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, precision: str = "fp32") -> dict[str, dict]:
@@ -381,16 +379,9 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     return summaries
 
 
-if __name__ == "__main__":  # python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value | --STAGE.key value]
+if __name__ == "__main__":  # an alias of `kosimcse train RECIPE [--resume] [--key value | --STAGE.key value]`
     import sys
 
-    from kosimcse.training.args import parse_overrides
+    from kosimcse.cli import main
 
-    argv = sys.argv[1:]
-    if not argv:
-        raise SystemExit("usage: python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value ...]")
-    resume_flag = "--resume" in argv
-    extra = parse_overrides([a for a in argv[1:] if a != "--resume"])
-    for done in train_stages(argv[0], extra, resume=resume_flag):
-        print(json.dumps({k: done.get(k) for k in ("stage", "exported", "best_metric", "global_step", "wall_time_s")},
-                         ensure_ascii=False))
+    main(["train", *sys.argv[1:]])
