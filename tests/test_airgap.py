@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kosimcse.errors import DataError, KoSimCSEError
-from kosimcse.modeling import airgap
+from kosimcse.loading import airgap
 
 META = "\u2581"
 # id: piece, score. Scores are chosen so the best segmentations below are unambiguous.

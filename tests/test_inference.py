@@ -14,7 +14,7 @@ import torch
 from helpers import make_tiny_model_dir
 from kosimcse.errors import ModelLoadError
 from kosimcse.inference.encoder import KoSimCSE, encode_texts, topk_cosine
-from kosimcse.modeling import loading
+from kosimcse.loading import resolve as loading
 
 TEXTS = [
     "한 남자가 기타를 치고 있다.",
@@ -188,7 +188,7 @@ def test_hub_id_fails_fast_when_hub_is_unreachable(monkeypatch):
 
 
 def test_airgap_alias_goes_to_the_airgap_builder(monkeypatch, tiny_dir):
-    import kosimcse.modeling.airgap as airgap
+    import kosimcse.loading.airgap as airgap
 
     monkeypatch.setattr(airgap, "ensure_e5_small", lambda cache_dir=None, **kw: tiny_dir)
     assert loading.resolve_model("e5-small-airgap") == tiny_dir

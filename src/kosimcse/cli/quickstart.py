@@ -25,7 +25,7 @@ def choose_encoder(model: str) -> tuple[str, str]:
     """``auto`` -> (model id, why): the Hub model when reachable, else the air-gapped e5."""
     if model != "auto":
         return model, "as asked (--model)"
-    from kosimcse.modeling.loading import hub_reachable
+    from kosimcse.loading.resolve import hub_reachable
 
     if hub_reachable():
         return "klue/roberta-small", "the Hugging Face Hub is reachable"

