@@ -7,7 +7,8 @@ cosines near 1 becomes a logit error of a few hundredths (and a gradient error o
 import pytest
 import torch
 
-from kosimcse.modeling.losses import AnglELoss, CoSENTLoss, InfoNCELoss, QueueInfoNCELoss, cosine_matrix
+from kosimcse.evaluation.similarity import cosine_matrix
+from kosimcse.modeling.losses import AnglELoss, CoSENTLoss, InfoNCELoss, QueueInfoNCELoss
 
 
 def _views(seed=0, n=16, dim=64):

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from kosimcse.errors import KoSimCSEError
-from kosimcse.modeling.losses import build_loss
+from kosimcse.modeling.losses import QueueInfoNCELoss, build_loss
 from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, pool_at_mask,
                                          replace_tokens)
 from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
@@ -73,7 +73,8 @@ class SimCSEConfig:
     # Embedding truncation after training (evaluation, export); None = max(max_length, 64), so that a
     # model trained on 32-token views still reads whole KorSTS sentences when it is used.
     inference_max_length: int | None = None
-    # Which loss (see ``losses.build_loss``): infonce, esimcse (+ momentum queue), cosent or angle (STS scores).
+    # A name in ``losses.LOSSES``: infonce, esimcse (+ momentum queue), cosent or angle (STS scores). The loss
+    # options below are read by the losses that declare them (``Loss.options``).
     loss: str = "infonce"
     loss_scale: float = 20.0
     queue_size: int = 0
@@ -137,11 +138,10 @@ class SimCSEModel(nn.Module):
         self.head = MLPHead(hidden) if config.uses_head else None
         self.mlm_head = mlm_head
         self.discriminator = discriminator  # DiffCSE, training only: built by from_encoder, never exported
-        self.loss_fn = build_loss(config.loss, config.temperature, config.hard_negative_weight, config.loss_scale,
-                                  config.queue_size, hidden)
+        self.loss_fn = build_loss(config, hidden)
         # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
         self.momentum_encoder = (MomentumEncoder(encoder, config.momentum)
-                                 if config.loss == "esimcse" and config.queue_size > 0 else None)
+                                 if isinstance(self.loss_fn, QueueInfoNCELoss) and config.queue_size > 0 else None)
 
     @property
     def _keys_to_ignore_on_save(self) -> list[str]:

@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from kosimcse.modeling.losses import full_precision
+from kosimcse.evaluation.similarity import full_precision
 
 # PromptBERT's 'This sentence : "[X]" means [MASK] .' in Korean; the [MASK] state is the sentence vector.
 DEFAULT_PROMPT = '이 문장 : "[X]" 의 의미는 [MASK] 이다.'

@@ -36,8 +36,9 @@ class ModelArguments:
     rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
                                                             "detection loss (paper: 0.005); 0 disables it."})
     rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
-    loss: str = field(default="auto", metadata={"help": "infonce, esimcse, cosent, angle; auto: cosent for objective sts, "
-                                                        "esimcse for objective esimcse, else infonce."})
+    loss: str = field(default="auto", metadata={"help": "A registered loss (modeling/losses.py): infonce, esimcse, "
+                                                        "cosent, angle; auto: the objective's default (cosent for sts, "
+                                                        "esimcse for esimcse, else infonce)."})
     loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
     queue_size: int = field(default=0, metadata={"help": "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches)."})
     momentum: float = field(default=0.995, metadata={"help": "ESimCSE momentum encoder EMA factor."})

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.losses import INPUTS, LOSSES
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
 from kosimcse.training.data import ContrastiveCollator, sentence_dataset, sts_pair_dataset, triplet_dataset
@@ -17,27 +18,24 @@ from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, encode_
 BEST_DIR = "best"
 
 
-OBJECTIVES = {"unsup": "infonce", "sup": "infonce", "esimcse": "esimcse", "sts": "cosent"}
-SCORE_LOSSES = ("cosent", "angle")
+# The kind of example each objective's data gives the loss (``losses.INPUTS``: sentence views per example).
+OBJECTIVES = {"unsup": "sentences", "esimcse": "sentences", "sup": "triplets", "sts": "scored_pairs"}
 
 
 def resolve_loss(margs: ModelArguments, objective: str) -> str:
-    """The loss for an objective (``loss: auto``), refusing combinations whose inputs do not fit."""
+    """The loss for an objective (``loss: auto``: the loss registered as its default), refused unless it takes the
+    objective's kind of example."""
     if objective not in OBJECTIVES:
         raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
-    loss = OBJECTIVES[objective] if margs.loss == "auto" else margs.loss
-    from kosimcse.modeling.losses import LOSSES
-
+    kind = OBJECTIVES[objective]
+    loss = next(n for n, c in LOSSES.items() if objective in c.default_for) if margs.loss == "auto" else margs.loss
     if loss not in LOSSES:
         raise KoSimCSEError(f"unknown loss {loss!r}; choose auto or one of {', '.join(LOSSES)}")
-    if (objective == "sts") != (loss in SCORE_LOSSES):
-        raise KoSimCSEError(f"loss {loss!r} does not fit objective {objective!r}: "
-                            f"STS scores train with {' or '.join(SCORE_LOSSES)}, the other objectives with infonce/esimcse")
+    if kind not in LOSSES[loss].inputs:
+        fitting = " or ".join(n for n, c in LOSSES.items() if kind in c.inputs)
+        raise KoSimCSEError(f"loss {loss!r} does not fit objective {objective!r}: its examples are "
+                            f"{kind.replace('_', ' ')}, which train with {fitting}")
     return loss
-
-
-# Sentence views per example, as the collator lays them out: the GradCache chunks are counted in these rows.
-VIEWS = {"unsup": 2, "esimcse": 2, "sup": 3, "sts": 2}
 
 
 def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments) -> str:
@@ -54,7 +52,13 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
     head = head_setting_problem(margs.pooler, margs.mlp_only_train)
     if head:
         problems.append(head)
-    if margs.hard_negative_weight != 0 and dargs.objective != "sup":
+    reads = LOSSES[loss].options
+    for name in dict.fromkeys(option for c in LOSSES.values() for option in c.options):
+        if name not in reads and changed(name):
+            readers = "/".join(n for n, c in LOSSES.items() if name in c.options)
+            problems.append(f"{name} {getattr(margs, name)} has no effect with loss {loss} (read only by loss "
+                            f"{readers}); remove {name}")
+    if "hard_negative_weight" in reads and margs.hard_negative_weight != 0 and OBJECTIVES[dargs.objective] != "triplets":
         problems.append(f"hard_negative_weight {margs.hard_negative_weight} has no effect with objective "
                         f"{dargs.objective}: only objective sup (NLI triplets) has hard negatives; remove it")
     if margs.prompt_template and margs.pooler != "prompt":
@@ -66,25 +70,17 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
     if changed("dup_rate") and dargs.objective != "esimcse":
         problems.append(f"dup_rate {margs.dup_rate} (ESimCSE word repetition) has no effect with objective "
                         f"{dargs.objective}; use objective: esimcse or remove dup_rate")
-    for name in ("momentum", "queue_size"):
-        if changed(name) and loss != "esimcse":
-            problems.append(f"{name} {getattr(margs, name)} (ESimCSE momentum queue) has no effect with loss {loss}; "
-                            f"use objective: esimcse or remove {name}")
-    if changed("loss_scale") and loss not in SCORE_LOSSES:
-        problems.append(f"loss_scale {margs.loss_scale} is the scale of {'/'.join(SCORE_LOSSES)}; loss {loss} uses "
-                        "temperature instead: remove loss_scale")
-    if changed("temperature") and loss in SCORE_LOSSES:
-        problems.append(f"temperature {margs.temperature} has no effect with loss {loss}, which uses loss_scale; "
-                        "remove temperature")
     chunk = targs.grad_cache_chunk_size
     if chunk:
-        rows = targs.per_device_train_batch_size * VIEWS.get(dargs.objective, 2)
+        views = INPUTS[OBJECTIVES[dargs.objective]]  # GradCache chunks count rows: examples x views
+        rows = targs.per_device_train_batch_size * views
         if chunk >= rows:
             problems.append(f"grad_cache_chunk_size {chunk} has no effect: one chunk already holds the whole batch "
-                            f"({targs.per_device_train_batch_size} examples x {VIEWS.get(dargs.objective, 2)} views = "
+                            f"({targs.per_device_train_batch_size} examples x {views} views = "
                             f"{rows} rows); set it below {rows} or to 0")
-        if loss == "esimcse":
-            problems.append("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
+        if not LOSSES[loss].grad_cache:
+            problems.append(f"loss {loss} is not supported with GradCache, which calls the loss without the model's "
+                            "forward step (where ESimCSE fills its momentum queue); set grad_cache_chunk_size 0")
         if margs.mlm_weight > 0 or margs.rtd_weight > 0:
             # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped.
             problems.append("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
@@ -104,14 +100,13 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
                          trust_remote_code=margs.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
     loss = resolve_loss(margs, objective)
-    config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, temperature=margs.temperature,
-                          hard_negative_weight=margs.hard_negative_weight, mlm_weight=margs.mlm_weight,
-                          rtd_weight=margs.rtd_weight, rtd_mask_ratio=margs.rtd_mask_ratio,
-                          prefix=margs.prefix, max_length=margs.max_length, loss=loss, loss_scale=margs.loss_scale,
-                          # ESimCSE's queue: a couple of batches of past sentences by default.
-                          queue_size=(margs.queue_size or 2 * batch_size) if loss == "esimcse" else 0,
-                          momentum=margs.momentum, prompt_template=margs.prompt_template,
-                          mask_token_id=tokenizer.mask_token_id)
+    options = {name: getattr(margs, name) for name in LOSSES[loss].options}  # the loss's own, as it declares
+    if "queue_size" in options:  # ESimCSE's queue: a couple of batches of past sentences by default.
+        options["queue_size"] = options["queue_size"] or 2 * batch_size
+    config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, mlm_weight=margs.mlm_weight,
+                          rtd_weight=margs.rtd_weight, rtd_mask_ratio=margs.rtd_mask_ratio, prefix=margs.prefix,
+                          max_length=margs.max_length, loss=loss, prompt_template=margs.prompt_template,
+                          mask_token_id=tokenizer.mask_token_id, **options)
     model = SimCSEModel.from_encoder(path, config, trust_remote_code=margs.trust_remote_code)
     if margs.freeze_embeddings:
         # For big-vocabulary encoders (e5: 96M of 118M weights are the token matrix) AdamW on the
