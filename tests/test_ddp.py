@@ -128,6 +128,7 @@ def train_and_record(path, out_dir, batch, accumulation, chunk):
         output_dir=str(out_dir), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
         grad_cache_chunk_size=chunk, max_steps=TRAIN_STEPS, optim="sgd", learning_rate=0.1,
         lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0, train_sampling_strategy="sequential", use_cpu=True,
+        precision="fp32",  # exact gradient comparisons: bf16 rounding would differ between 1 and 2 processes
         eval_strategy="no", save_strategy="no", load_best_model_at_end=False, report_to=[], disable_tqdm=True,
         logging_steps=1, seed=0)
     world = max(args.world_size, 1)

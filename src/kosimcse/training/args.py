@@ -149,6 +149,8 @@ class SimCSETrainingArguments(TrainingArguments):
             raise KoSimCSEError(str(e)) from None
         self.precision, self.precision_reason = chosen.name, chosen.reason
         self.bf16, self.fp16 = chosen.name == "bf16", chosen.name == "fp16"
+        if chosen.name == "bf16" and device == "cpu":
+            self.use_cpu = True  # transformers refuses bf16 without a GPU unless told it runs on the CPU
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)
