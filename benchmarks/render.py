@@ -102,11 +102,75 @@ def targets_summary(results_dir: Path) -> str:
         rows.append((f"unsupervised/domain ≥ 76.85 KorSTS test ({result['name'].removeprefix('train_')})",
                      f"{test:.2f}" + (" (start kept)" if kept else ""),
                      verdict + ("" if verdict == "met" else f": {WHY['unsup']}")))
+    rows += onnx_speed_targets(results_dir)
     if not rows:
         return ""
     table = "\n".join(f"| {what} | {value} | {verdict} |" for what, value, verdict in rows)
     return ("\n## Targets at a glance\n\nComputed from the sections below when this page was rendered.\n\n"
             "| target | measured | verdict |\n|---|---:|---|\n" + table + "\n")
+
+
+def _flags_text(flags: dict) -> str:
+    names = {"avx2": "AVX2", "avx512f": "AVX-512F", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx": "AMX"}
+    return ", ".join(f"{label} {'yes' if flags.get(key) else 'no'}" for key, label in names.items())
+
+
+def onnx_speed_targets(results_dir: Path) -> list[tuple[str, str, str]]:
+    """The int8 acceptance rows: speed against SentenceTransformer.encode fp32, KorSTS and cosine to fp32."""
+    result = _load(results_dir, "onnx_speed")
+    if not result:
+        return []
+    data = result["data"]
+    ref, int8 = data["rows"].get("SentenceTransformer.encode fp32 (torch)", {}), data["rows"].get("kosimcse onnx-int8", {})
+    if "error" in ref or "error" in int8:
+        return []
+    where = " on a CPU with AVX-512 (the target is set without it)" if data["cpu_flags"].get("avx512f") else ""
+    rows = []
+    for bs in data["batches"]:
+        if bs == 1:
+            continue
+        ratio = int8["sentences_per_s"][str(bs)] / ref["sentences_per_s"][str(bs)]
+        rows.append((f"onnx-int8 encoding ≥ 2× SentenceTransformer.encode fp32 (batch {bs})", f"{ratio:.2f}×",
+                     _verdict(ratio, 2.0) + where))
+    drop = ref["korsts_test_cosine_spearman"] - int8["korsts_test_cosine_spearman"]
+    rows.append(("onnx-int8 KorSTS test cosine Spearman within 0.5 of fp32",
+                 f"{int8['korsts_test_cosine_spearman']:.2f} vs {ref['korsts_test_cosine_spearman']:.2f}",
+                 "met" if drop <= 0.5 else f"missed by {drop - 0.5:.2f}"))
+    cosine = int8["mean_cosine_to_st_fp32"]
+    rows.append(("onnx-int8 mean cosine to fp32 vectors ≥ 0.99", f"{cosine:.4f}", "met" if cosine >= 0.99 else "missed"))
+    return rows
+
+
+def render_onnx_speed(data: dict) -> str:
+    """Markdown for benchmarks/onnx_speed.py's result (the JSON holds data only)."""
+    batches = data["batches"]
+    ref = data["rows"].get("SentenceTransformer.encode fp32 (torch)", {})
+    head = ("| row | " + " | ".join(f"sent/s @ {b}" for b in batches) + " | " +
+            " | ".join(f"× ST fp32 @ {b}" for b in batches) + " | peak RSS MB | mean cosine to ST fp32 | KorSTS test ρ |")
+    lines = [head, "|---|" + "---:|" * (2 * len(batches) + 3)]
+    for name, row in data["rows"].items():
+        if "error" in row:
+            lines.append(f"| {name} | " + " | ".join(["n/a"] * (2 * len(batches) + 3)) + " |")
+            continue
+        speed = [row["sentences_per_s"][str(b)] for b in batches]
+        ratios = [f"{s / ref['sentences_per_s'][str(b)]:.2f}×" if "error" not in ref else "n/a"
+                  for s, b in zip(speed, batches)]
+        lines.append(f"| {name} | " + " | ".join(f"{s:.1f}" for s in speed) + " | " + " | ".join(ratios) +
+                     f" | {row['peak_rss_mb']:.0f} | {row.get('mean_cosine_to_st_fp32', float('nan')):.5f} | "
+                     f"{row['korsts_test_cosine_spearman']:.2f} |")
+    notes = [f"- model: `{data['model']}`; {data['sentences']} KorSTS test sentences timed per batch size; int8 graph: "
+             f"`{data['int8_file']}`; export check (mean cosine int8 vs fp32, 256 KorSTS dev sentences): "
+             f"{data.get('export_check')}",
+             f"- CPU flags: {_flags_text(data['cpu_flags'])}",
+             f"- versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items())]
+    for name, row in data["rows"].items():
+        if "error" in row:
+            notes.append(f"- {name}: not run: {row['error']}")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+# Results whose JSON holds data only; the others still carry their markdown.
+RENDERERS = {"onnx_speed": render_onnx_speed}
 
 
 OBJECTIVES_FIGURE = "objectives.png"
@@ -172,7 +236,7 @@ def render(results_dir: Path = RESULTS_DIR, out: Path = DOC) -> str:
             f"- command: `{r['command']}`\n"
             f"- date: {r['date']}; machine: {m['nproc']} cores, {m['cpu']}, torch {m['torch']}; "
             f"wall time {r['wall_time_s']} s\n\n"
-            f"{r['markdown'].strip()}\n"
+            f"{(RENDERERS[r['name']](r['data']) if r['name'] in RENDERERS else r['markdown']).strip()}\n"
         )
     text = "".join(parts)
     out.parent.mkdir(parents=True, exist_ok=True)

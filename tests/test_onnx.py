@@ -168,3 +168,29 @@ def test_cli_reports_the_missing_extra_as_one_error_line(tiny_dir, tmp_path, mon
 def test_unknown_backend_is_refused(tiny_dir):
     with pytest.raises(KoSimCSEError, match="backend must be one of"):
         KoSimCSE.from_pretrained(tiny_dir, backend="tensorrt")
+
+
+def test_onnx_speed_result_renders_ratios_and_targets(tmp_path):
+    from benchmarks.render import render
+
+    def row(speed, rho, cosine):
+        return {"sentences_per_s": {"1": speed[0], "32": speed[1], "128": speed[2]}, "peak_rss_mb": 900.0,
+                "korsts_test_cosine_spearman": rho, "mean_cosine_to_st_fp32": cosine}
+
+    data = {"model": "m", "sentences": 10, "batches": [1, 32, 128], "int8_file": "model_quint8_avx2.onnx",
+            "export_check": None, "versions": {"onnxruntime": "1"},
+            "cpu_flags": {"avx2": True, "avx512f": False, "avx512_vnni": False, "avx_vnni": False, "amx": False},
+            "rows": {"SentenceTransformer.encode fp32 (torch)": row([10, 20, 40], 76.85, 1.0),
+                     "SentenceTransformer ONNX int8": {"error": "Exception: needs optimum"},
+                     "kosimcse onnx-int8": row([30, 50, 70], 76.10, 0.995)}}
+    (tmp_path / "onnx_speed.json").write_text(json.dumps({
+        "name": "onnx_speed", "title": "ONNX", "order": 45, "command": "python -m benchmarks.onnx_speed",
+        "date": "d", "machine": {"nproc": 2, "cpu": "c", "torch": "t"}, "wall_time_s": 1.0, "markdown": "",
+        "data": data}), encoding="utf-8")
+    text = render(tmp_path, tmp_path / "BENCHMARKS.md")
+    assert "| kosimcse onnx-int8 | 30.0 | 50.0 | 70.0 | 3.00× | 2.50× | 1.75× | 900 | 0.99500 | 76.10 |" in text
+    assert "| onnx-int8 encoding ≥ 2× SentenceTransformer.encode fp32 (batch 32) | 2.50× | met |" in text
+    assert "| onnx-int8 encoding ≥ 2× SentenceTransformer.encode fp32 (batch 128) | 1.75× | missed by 0.25 |" in text
+    assert "| onnx-int8 KorSTS test cosine Spearman within 0.5 of fp32 | 76.10 vs 76.85 | missed by 0.25 |" in text
+    assert "SentenceTransformer ONNX int8: not run: Exception: needs optimum" in text
+    assert "AVX2 yes, AVX-512F no" in text
