@@ -113,6 +113,7 @@ def target_rows(results_dir: Path) -> list[tuple]:
             kept = bool(result["data"].get("summary", {}).get("kept_initial_model"))
             rows.append(_row(f"unsupervised/domain row, KorSTS test ({name.removeprefix('train_')})", test,
                              UNSUP_TARGET, name, kept))
+    rows += onnx_speed_targets(results_dir)
     return rows
 
 
@@ -124,6 +125,63 @@ def targets_summary(results_dir: Path) -> str:
     return ("\n## Targets at a glance\n\nGap = measured − target. \"start kept\": no trained checkpoint beat the "
             "start on dev, so the number is the starting model's own, not a result of training.\n\n"
             "| target | measured | target | gap | status | note |\n|---|---:|---:|---:|---|---|\n" + table + "\n")
+
+
+def _flags_text(flags: dict) -> str:
+    names = {"avx2": "AVX2", "avx512f": "AVX-512F", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx": "AMX"}
+    return ", ".join(f"{label} {'yes' if flags.get(key) else 'no'}" for key, label in names.items())
+
+
+def onnx_speed_targets(results_dir: Path) -> list[tuple]:
+    """The int8 acceptance rows: speed against SentenceTransformer.encode fp32, KorSTS and cosine to fp32."""
+    result = _load(results_dir, "onnx_speed")
+    if not result:
+        return []
+    data = result["data"]
+    ref, int8 = data["rows"].get("SentenceTransformer.encode fp32 (torch)", {}), data["rows"].get("kosimcse onnx-int8", {})
+    if "error" in ref or "error" in int8:
+        return []
+    where = "CPU with AVX-512 (the target is set without it)" if data["cpu_flags"].get("avx512f") else "CPU without AVX-512"
+    rows = []
+    for bs in data["batches"]:
+        if bs == 1:
+            continue
+        ratio = int8["sentences_per_s"][str(bs)] / ref["sentences_per_s"][str(bs)]
+        rows.append(_row(f"onnx-int8 encoding vs SentenceTransformer.encode fp32 (batch {bs})", ratio, 2.0, where,
+                         unit="×"))
+    drop = ref["korsts_test_cosine_spearman"] - int8["korsts_test_cosine_spearman"]
+    rows.append(_row("onnx-int8 KorSTS test cosine Spearman drop vs fp32 (at most)", -drop, -0.5,
+                     f"{int8['korsts_test_cosine_spearman']:.2f} vs {ref['korsts_test_cosine_spearman']:.2f}"))
+    rows.append(_row("onnx-int8 mean cosine to fp32 vectors", int8["mean_cosine_to_st_fp32"], 0.99, digits=4))
+    return rows
+
+
+def render_onnx_speed(data: dict) -> str:
+    """Markdown for benchmarks/onnx_speed.py's result (the JSON holds data only)."""
+    batches = data["batches"]
+    ref = data["rows"].get("SentenceTransformer.encode fp32 (torch)", {})
+    head = ("| row | " + " | ".join(f"sent/s @ {b}" for b in batches) + " | " +
+            " | ".join(f"× ST fp32 @ {b}" for b in batches) + " | peak RSS MB | mean cosine to ST fp32 | KorSTS test ρ |")
+    lines = [head, "|---|" + "---:|" * (2 * len(batches) + 3)]
+    for name, row in data["rows"].items():
+        if "error" in row:
+            lines.append(f"| {name} | " + " | ".join(["n/a"] * (2 * len(batches) + 3)) + " |")
+            continue
+        speed = [row["sentences_per_s"][str(b)] for b in batches]
+        ratios = [f"{s / ref['sentences_per_s'][str(b)]:.2f}×" if "error" not in ref else "n/a"
+                  for s, b in zip(speed, batches)]
+        lines.append(f"| {name} | " + " | ".join(f"{s:.1f}" for s in speed) + " | " + " | ".join(ratios) +
+                     f" | {row['peak_rss_mb']:.0f} | {row.get('mean_cosine_to_st_fp32', float('nan')):.5f} | "
+                     f"{row['korsts_test_cosine_spearman']:.2f} |")
+    notes = [f"- model: `{data['model']}`; {data['sentences']} KorSTS test sentences timed per batch size; int8 graph: "
+             f"`{data['int8_file']}`; export check (mean cosine int8 vs fp32, 256 KorSTS dev sentences): "
+             f"{data.get('export_check')}",
+             f"- CPU flags: {_flags_text(data['cpu_flags'])}",
+             f"- versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items())]
+    for name, row in data["rows"].items():
+        if "error" in row:
+            notes.append(f"- {name}: not run: {row['error']}")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
 # ---------------------------------------------------------------- figure
@@ -487,7 +545,7 @@ def _published(d: dict) -> list[str]:
 def _renderer(name: str):
     fixed = {"quality": _quality, "floors": _floors, "eval_e5": _eval_e5, "prepare": _prepare, "speed": _speed,
              "domain_geometry": _domain, "encode_memory": _encode_memory, "airgap": _airgap, "published": _published,
-             "train_scratch_mini_mlm": _scratch_mlm}
+             "train_scratch_mini_mlm": _scratch_mlm, "onnx_speed": lambda d: [render_onnx_speed(d)]}
     if name in fixed:
         return fixed[name]
     if name.startswith("objectives"):

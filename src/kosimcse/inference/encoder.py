@@ -147,13 +147,19 @@ class KoSimCSE:
 
     Pooling, prefix and max length come from the arguments, else from the settings saved with the
     model (``kosimcse_config.json`` or a sentence-transformers pooling config), else ``mean``/``""``/128.
+    ``backend`` says what runs the encoder: ``torch``, or an ONNX Runtime graph (``onnx``, ``onnx-int8``;
+    see ``kosimcse.inference.onnx``); pooling, head and normalisation are the same code on all of them.
     """
 
     def __init__(self, model, tokenizer, pooling: str = DEFAULT_POOLING, prefix: str = "",
                  max_length: int = DEFAULT_MAX_LENGTH, device: torch.device | str | None = None,
-                 dtype: str = "auto", path: Path | None = None, head=None):
+                 dtype: str = "auto", path: Path | None = None, head=None, backend: str = "torch"):
+        self.backend = backend
+        if backend != "torch":
+            # ONNX graphs run on ONNX Runtime's CPU provider, always in their exported precision.
+            device, dtype = "cpu", "fp32"
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if backend == "torch" else model
         self.tokenizer = tokenizer
         canonical_pooler(pooling)  # fail early on a typo
         self.pooling = pooling
@@ -168,10 +174,27 @@ class KoSimCSE:
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
                         max_length: int | None = None, device: str | None = None, dtype: str = "auto",
-                        allow_pickle: bool = False, trust_remote_code: bool = False) -> "KoSimCSE":
-        from kosimcse.loading.resolve import load_encoder
+                        allow_pickle: bool = False, trust_remote_code: bool = False,
+                        backend: str = "auto") -> "KoSimCSE":
+        """``backend``: ``torch``, ``onnx`` (fp32 graph), ``onnx-int8`` (this CPU's int8 graph), or ``auto``: int8
+        where its export is present and kept its vectors close to fp32, else torch. An ONNX backend builds
+        its export into the model folder on first use."""
+        from kosimcse.inference.onnx import BACKENDS, load_onnx_encoder, resolve_backend
+        from kosimcse.loading.resolve import load_encoder, resolve_model
 
-        loaded = load_encoder(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        if backend not in BACKENDS:
+            from kosimcse.errors import KoSimCSEError
+
+            raise KoSimCSEError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if backend == "auto":
+            root = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+            backend = resolve_backend(backend, root, device or default_device())
+            path_or_id = root
+        if backend == "torch":
+            loaded = load_encoder(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        else:
+            loaded = load_onnx_encoder(path_or_id, backend, pooling, allow_pickle=allow_pickle,
+                                       trust_remote_code=trust_remote_code)
         saved = loaded.config
         if pooling is None and saved.pooling is None:
             log.info("no pooling saved with %s and none given: using %s", path_or_id, DEFAULT_POOLING)
@@ -187,12 +210,13 @@ class KoSimCSE:
             pooling=chosen,
             prefix=prefix if prefix is not None else (saved.prefix or ""),
             max_length=max_length or saved.max_length or DEFAULT_MAX_LENGTH,
-            device=device, dtype=dtype, path=loaded.path, head=loaded.head,
+            device=device, dtype=dtype, path=loaded.path, head=loaded.head, backend=backend,
         )
 
     def __repr__(self) -> str:
         return (f"KoSimCSE(path={str(self.path)!r}, pooling={self.pooling!r}, prefix={self.prefix!r}, "
-                f"max_length={self.max_length}, device={str(self.device)!r}, dtype={self.dtype!r})")
+                f"max_length={self.max_length}, device={str(self.device)!r}, dtype={self.dtype!r}, "
+                f"backend={self.backend!r})")
 
     @property
     def dim(self) -> int:
