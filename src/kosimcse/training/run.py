@@ -261,6 +261,12 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         print(f"precision: {targs.precision} ({targs.precision_reason})", file=sys.stderr, flush=True)
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
     train_dataset = build_train_dataset(dargs, targs)
+    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1)
+    if targs.dataloader_drop_last and len(train_dataset) < global_batch:
+        # Ragged batches are dropped (all_gather needs equal shapes), so this would train 0 steps and export the start.
+        raise KoSimCSEError(f"{len(train_dataset)} training examples fill no batch of {global_batch} "
+                            "(per_device_train_batch_size x processes): training would run 0 steps. "
+                            "Lower per_device_train_batch_size or give more data")
     evaluator = build_evaluator(dargs)
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
                                    mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
