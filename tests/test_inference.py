@@ -13,7 +13,7 @@ import torch
 
 from helpers import make_tiny_model_dir
 from kosimcse.errors import ModelLoadError
-from kosimcse.inference.encoder import KoSimCSE, encode_texts, topk_cosine
+from kosimcse.inference.encoder import KoSimCSE, topk_cosine
 from kosimcse.loading import resolve as loading
 
 TEXTS = [
@@ -73,12 +73,14 @@ def test_prefix_and_pooling_change_the_embedding(tiny_dir, tiny):
     assert not np.allclose(cls.encode(TEXTS[:2], show_progress=False), plain)
 
 
-def test_encode_texts_restores_training_mode_and_handles_hidden_state_poolers(tiny):
-    model = tiny.model
+def test_encode_restores_training_mode_and_handles_hidden_state_poolers(tiny):
+    from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+
+    model = SimCSEModel.for_inference(tiny.model, SimCSEConfig(pooler="avg_first_last"))
     model.train()
     try:
-        out = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
-        again = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
+        out = model.encode(tiny.tokenizer, TEXTS[:3], max_length=16, batch_size=2)
+        again = model.encode(tiny.tokenizer, TEXTS[:3], max_length=16, batch_size=2)
         assert model.training
         np.testing.assert_array_equal(out, again)  # dropout was off while encoding
     finally:
@@ -126,8 +128,8 @@ def test_sentence_transformers_pooling_config_is_read(tiny_dir, tmp_path):
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
-    cfg = loading.read_encoder_config(folder)
-    assert (cfg.pooling, cfg.max_length, cfg.normalize) == ("cls", 64, True)
+    cfg = loading.read_config(folder)
+    assert (cfg.pooler, cfg.embed_max_length, cfg.normalize) == ("cls", 64, True)
 
 
 def test_pickle_only_folder_is_refused_unless_allowed(tiny_dir, tmp_path):

@@ -17,10 +17,12 @@ def validate_pooling(ctx, param, value):
     """Click callback: reject an unknown pooler as a usage error rather than a traceback."""
     if value is None:
         return None
+    from kosimcse.modeling.model import PROMPT_POOLER
     from kosimcse.modeling.pooling import canonical_pooler
 
     try:
-        canonical_pooler(value)
+        if value != PROMPT_POOLER:
+            canonical_pooler(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     return value
@@ -46,7 +48,7 @@ Examples:
 )
 @click.option("--model", "model_name", required=True,
               help="Model folder, Hub id, or e5-small-airgap (the offline multilingual-e5-small).")
-@click.option("--pooling", default=None, callback=validate_pooling, help="cls | cls_before_pooler | mean | avg | avg_first_last | avg_top2. "
+@click.option("--pooling", default=None, callback=validate_pooling, help="cls | cls_before_pooler | mean | avg | avg_first_last | avg_top2 | prompt. "
               "Default: the one saved with the model, else mean.")
 @click.option("--prefix", default=None, help='Text put before every sentence (e5 needs "query: "). '
               "Default: the one saved with the model, else none.")

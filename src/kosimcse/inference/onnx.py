@@ -7,7 +7,7 @@ inputs and the ``last_hidden_state`` output of optimum's feature-extraction expo
 built with torch's ONNX exporter and ONNX Runtime's dynamic quantizer (with optimum's per-ISA settings)
 rather than through optimum itself: no optimum release runs with transformers 5 yet.
 
-Pooling, the optional Dense head and normalisation stay in torch, in ``encode_texts``: the graph replaces
+Pooling, the optional Dense head and normalisation stay in torch, in ``SimCSEModel.encode``: the graph replaces
 only the encoder's forward, so every backend shares one encode path.
 """
 
@@ -149,9 +149,9 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
     unknown = [q for q in quantize if q not in INT8_FILES]
     if unknown:
         raise KoSimCSEError(f"unknown quantization config {unknown}; choose among {', '.join(INT8_FILES)}")
-    loaded = load_encoder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    loaded = load_encoder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, pooler=pooling)
     root = loaded.path
-    chosen = pooling or loaded.config.pooling or "mean"
+    chosen = loaded.model.config.pooler
     try:
         canonical_pooler(chosen)
     except ValueError:
@@ -167,13 +167,13 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
     # Two sentences of different lengths, so the traced graph sees padding and a real batch.
     sample = tokenizer(["한 남자가 기타를 치고 있다.", "비"], padding=True, return_tensors="pt")
     input_names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
-    layers = int(loaded.model.config.num_hidden_layers)
+    layers = int(loaded.model.encoder.config.num_hidden_layers)
     output_names = ["last_hidden_state"] + ([f"hidden_states.{i}" for i in range(layers + 1)] if hidden else [])
     batch, seq = torch.export.Dim("batch_size"), torch.export.Dim("sequence_length")
     start = time.perf_counter()
     progress(f"exporting {root.name} to ONNX (once; written to {out_dir})")
     fp32 = out_dir / FP32_FILE
-    model = loaded.model.float().eval()
+    model = loaded.model.encoder.float().eval()
     # torch's exporter (the torch.export-based one): the TorchScript tracer bakes transformers 5's mask
     # shortcuts into constants and gives wrong vectors for other padding patterns.
     with torch.no_grad(), _quiet():
@@ -196,7 +196,7 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
                              extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         files[f"onnx-int8-{isa}"] = target
     info = {"pooling": chosen, "hidden_states": hidden, "opset": OPSET, "files": {k: v.name for k, v in files.items()}}
-    check = int8_agreement(root, loaded, chosen, files)
+    check = int8_agreement(loaded, files)
     if check is not None:
         info["int8_mean_cosine_to_fp32"] = check
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -204,25 +204,24 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
     return files
 
 
-def int8_agreement(root: Path, loaded, pooling: str, files: dict[str, Path]) -> dict[str, float] | None:
+def int8_agreement(loaded, files: dict[str, Path]) -> dict[str, float] | None:
     """Mean cosine of each int8 graph's vectors to the torch fp32 model's on KorSTS dev sentences, saved with the
     export so ``auto`` can skip an int8 graph that drifts (as a random or badly scaled model's does)."""
     from kosimcse.data.tasks import load_sts_task
-
-    from kosimcse.inference.encoder import encode_texts
+    from kosimcse.modeling.model import SimCSEModel
 
     pairs = load_sts_task("korsts-dev")
     texts = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))[:CHECK_SENTENCES]
-    prefix = loaded.config.prefix or ""
-    max_length = loaded.config.max_length or 128
-    common = dict(max_length=max_length, batch_size=32, device="cpu", dtype="fp32", normalize=True, head=loaded.head)
-    ref = encode_texts(loaded.model, loaded.tokenizer, texts, pooling, prefix, **common)
+    torch_model = loaded.model
+    common = dict(batch_size=32, device="cpu", normalize=True)
+    ref = torch_model.encode(loaded.tokenizer, texts, **common)
     result = {}
     for name, path in files.items():
         if not name.startswith("onnx-int8-"):
             continue
-        graph = OnnxEncoder(path, loaded.model.config)
-        emb = encode_texts(graph, loaded.tokenizer, texts, pooling, prefix, **common)
+        graph = SimCSEModel.for_inference(OnnxEncoder(path, torch_model.encoder.config), torch_model.config,
+                                          torch_model.head)
+        emb = graph.encode(loaded.tokenizer, texts, **common)
         result[name.removeprefix("onnx-int8-")] = round(float(np.mean(np.sum(emb * ref, axis=1))), 6)
     return result or None
 
@@ -235,7 +234,7 @@ class _Output:
 
 class OnnxEncoder:
     """An ONNX Runtime session that answers like a transformers encoder (``last_hidden_state``, ``hidden_states``),
-    so ``encode_texts`` runs it exactly as it runs the torch model."""
+    so ``SimCSEModel`` runs it exactly as it runs the torch model."""
 
     training = False
 
@@ -290,22 +289,21 @@ def resolve_backend(backend: str, root: str | os.PathLike, device) -> str:
     return "onnx-int8" if agreement is not None and agreement >= INT8_MIN_MEAN_COSINE else "torch"
 
 
-def load_onnx_encoder(path_or_id, backend: str, pooling: str | None = None, *, allow_pickle: bool = False,
-                      trust_remote_code: bool = False):
-    """``LoadedEncoder`` whose model is this backend's ONNX graph; builds the export on first use. The torch
-    weights are read only to build it, so an exported folder runs without them in memory."""
+def load_onnx_encoder(path_or_id, backend: str, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+                      **settings):
+    """``LoadedEncoder`` whose model runs this backend's ONNX graph; builds the export on first use. The torch
+    weights are read only to build it, so an exported folder runs without them in memory. ``settings`` override
+    the saved config, as in ``load_encoder``."""
     require_onnxruntime()
     from transformers import AutoConfig, AutoTokenizer
 
-    from kosimcse.loading.resolve import (LoadedEncoder, load_dense_head, read_encoder_config, resolve_model,
-                                           transformer_dir)
+    from kosimcse.loading.resolve import LoadedEncoder, inference_model, read_config, resolve_model, transformer_dir
     from kosimcse.modeling.pooling import needs_hidden_states
 
     root = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    saved = read_encoder_config(root)
-    chosen = pooling or saved.pooling
+    chosen = settings.get("pooler") or read_config(root).pooler
     try:
-        hidden = chosen is not None and needs_hidden_states(chosen)
+        hidden = needs_hidden_states(chosen)
     except ValueError:
         raise ModelLoadError(f"{root}: pooling {chosen!r} cannot run on the ONNX backends (only "
                              "cls/cls_before_pooler/mean/avg/avg_first_last/avg_top2); use --backend torch") from None
@@ -321,4 +319,4 @@ def load_onnx_encoder(path_or_id, backend: str, pooling: str | None = None, *, a
     graph = OnnxEncoder(file, config)
     if hidden and not graph.has_hidden_states:
         raise ModelLoadError(f"{file} returns only the last layer, but pooling {chosen!r} needs every layer")
-    return LoadedEncoder(graph, tokenizer, saved, root, load_dense_head(root))
+    return LoadedEncoder(inference_model(graph, tokenizer, root, **settings), tokenizer, root)

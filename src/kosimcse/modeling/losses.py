@@ -58,7 +58,7 @@ class Loss(nn.Module):
 
     name = ""  # set by ``register_loss``
     inputs: tuple[str, ...] = ("sentences", "triplets")  # the kinds of example (``INPUTS``) it trains on
-    options: tuple[str, ...] = ()  # SimCSEConfig/ModelArguments fields it reads; setting another loss's is refused
+    options: tuple[str, ...] = ()  # SimCSEConfig fields it reads; setting another loss's is refused
     default_for: tuple[str, ...] = ()  # objectives that pick it under ``loss: auto`` (set by ``register_loss``)
     grad_cache = True  # False: its training step needs the model's whole forward, which GradCache bypasses
 
@@ -85,10 +85,12 @@ def register_loss(name: str, default_for: tuple[str, ...] = ()):
 
 
 def build_loss(config, dim: int | None = None) -> Loss:
-    """The loss module a model config's ``loss`` names."""
-    if config.loss not in LOSSES:
-        raise ValueError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[config.loss].from_config(config, dim)
+    """The loss module a model config's ``loss`` names (``auto``: the unsupervised objective's default; training
+    resolves ``auto`` per objective before building the model)."""
+    name = next(n for n, c in LOSSES.items() if "unsup" in c.default_for) if config.loss == "auto" else config.loss
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name].from_config(config, dim)
 
 
 @register_loss("infonce", default_for=("unsup", "sup"))

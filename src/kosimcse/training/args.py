@@ -1,7 +1,7 @@
 """Training arguments as dataclasses, loadable from a YAML/JSON recipe with ``--key value`` overrides.
 
-Three groups, as in transformers' examples: what model (``ModelArguments``), what data
-(``DataArguments``), and how to train (``SimCSETrainingArguments``, a ``TrainingArguments`` subclass,
+Three groups, as in transformers' examples: what model (``ModelArguments``: the ``SimCSEConfig`` plus run-only
+fields), what data (``DataArguments``), and how to train (``SimCSETrainingArguments``, a ``TrainingArguments`` subclass,
 so every Trainer option — bf16, save_steps, report_to, resume … — works in a recipe as is).
 """
 
@@ -12,7 +12,7 @@ import difflib
 import functools
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -20,42 +20,28 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.model import SimCSEConfig
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(SimCSEConfig):
+    """The recipe's model options: every ``SimCSEConfig`` field (what the exported model is, saved with it) plus
+    the fields below, which say only how this run obtains and trains its encoder.
+
+    They are kept out of the saved config on purpose: a machine's path and the security switches
+    (``trust_remote_code``, ``allow_pickle``) must never travel with an export to be read back by a loader, and
+    ``freeze_embeddings`` / ``dup_rate`` (ESimCSE's augmentation) change training, not what the vectors mean.
+    """
+
     model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, local folder, or 'e5-small-airgap'."})
-    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt."})
-    mlp_only_train: bool = field(default=False, metadata={"help": (
-        "Train with the MLP head, embed without it (unsup SimCSE: pooler cls + mlp_only_train true). With a mean "
-        "pooler (avg, mean, avg_first_last, avg_top2) it adds a training-only head; refused with cls_before_pooler "
-        "and prompt, which have no head.")})
-    temperature: float = 0.05
-    hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
-    mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
-    rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
-                                                            "detection loss (paper: 0.005); 0 disables it."})
-    rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
-    loss: str = field(default="auto", metadata={"help": "A registered loss (modeling/losses.py): infonce, esimcse, "
-                                                        "cosent, angle; auto: the objective's default (cosent for sts, "
-                                                        "esimcse for esimcse, else infonce)."})
-    loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
-    queue_size: int = field(default=0, metadata={"help": "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches)."})
-    momentum: float = field(default=0.995, metadata={"help": "ESimCSE momentum encoder EMA factor."})
-    dup_rate: float = field(default=0.32, metadata={"help": "ESimCSE word repetition rate of the positive view."})
-    prompt_template: str = field(default="", metadata={"help": "pooler prompt: template with [X] and [MASK] "
-                                                               "(default: Korean PromptBERT template)."})
-    prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
-    max_length: int = 32
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub. Off unless asked."})
     allow_pickle: bool = field(default=False, metadata={"help": "Allow loading pickle .bin weights (unsafe)."})
+    dup_rate: float = field(default=0.32, metadata={"help": "ESimCSE word repetition rate of the positive view."})
 
-    def __post_init__(self):
-        if self.mlm_weight < 0 or self.rtd_weight < 0:
-            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight {self.rtd_weight})")
-        if not 0.0 < self.rtd_mask_ratio < 1.0:
-            raise ValueError(f"rtd_mask_ratio must be in (0, 1), not {self.rtd_mask_ratio}")
+    def model_config(self, **resolved) -> SimCSEConfig:
+        """The ``SimCSEConfig`` part, with ``resolved`` values (the loss chosen by ``auto``, ...) over it."""
+        return SimCSEConfig.from_dict({**asdict(self), **resolved})
 
 
 @dataclass

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.losses import INPUTS, LOSSES
-from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+from kosimcse.modeling.model import SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
 from kosimcse.training.data import ContrastiveCollator, sentence_dataset, sts_pair_dataset, triplet_dataset
-from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, encode_sentences, has_finite_weights
+from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, has_finite_weights
 
 BEST_DIR = "best"
 
@@ -100,13 +100,12 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
                          trust_remote_code=margs.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
     loss = resolve_loss(margs, objective)
-    options = {name: getattr(margs, name) for name in LOSSES[loss].options}  # the loss's own, as it declares
-    if "queue_size" in options:  # ESimCSE's queue: a couple of batches of past sentences by default.
-        options["queue_size"] = options["queue_size"] or 2 * batch_size
-    config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, mlm_weight=margs.mlm_weight,
-                          rtd_weight=margs.rtd_weight, rtd_mask_ratio=margs.rtd_mask_ratio, prefix=margs.prefix,
-                          max_length=margs.max_length, loss=loss, prompt_template=margs.prompt_template,
-                          mask_token_id=tokenizer.mask_token_id, **options)
+    resolved = {"loss": loss}
+    if "queue_size" in LOSSES[loss].options:  # ESimCSE's queue: a couple of batches of past sentences by default.
+        resolved["queue_size"] = margs.queue_size or 2 * batch_size
+    if margs.mask_token_id is None:
+        resolved["mask_token_id"] = tokenizer.mask_token_id
+    config = margs.model_config(**resolved)
     model = SimCSEModel.from_encoder(path, config, trust_remote_code=margs.trust_remote_code)
     if margs.freeze_embeddings:
         # For big-vocabulary encoders (e5: 96M of 118M weights are the token matrix) AdamW on the
@@ -205,12 +204,9 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, pre
     results = {}
     device = next(model.parameters()).device
     chosen = resolve_precision(precision, device)
-    autocast = (lambda: chosen.autocast(device.type)) if chosen.torch_dtype is not None else None
     for task in tasks:
         evaluator = build_evaluator(dargs, task)
-        results[task] = evaluator(lambda texts: encode_sentences(
-            model, tokenizer, texts, max_length=model.config.embed_max_length, prefix=model.config.prefix,
-            autocast=autocast))
+        results[task] = evaluator(lambda texts: model.encode(tokenizer, texts, batch_size=128, precision=chosen.name))
     return results
 
 
@@ -222,7 +218,9 @@ def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: 
              f"SimCSE ({dargs.objective}) sentence embeddings trained with KoSimCSE from `{margs.model_name_or_path}`.",
              f"Pooling `{margs.pooler}`, MLP only in training: {margs.mlp_only_train}, temperature {margs.temperature}, "
              f"prefix {margs.prefix!r}." + (f" Trained and evaluated in {precision}." if precision else ""), "",
-             "Loads with `transformers.AutoModel`, `sentence_transformers.SentenceTransformer` and `kosimcse.KoSimCSE`.", ""]
+             "Loads with `transformers.AutoModel`, `kosimcse.KoSimCSE` and `kosimcse eval/encode/search`"
+             + (" (prompt pooling has no sentence-transformers module, so it has no `SentenceTransformer` layout)."
+                if margs.pooler == "prompt" else ", and `sentence_transformers.SentenceTransformer`."), ""]
     for task, metrics in results.items():
         lines += [f"## {task}", "", markdown_table({name: metrics}), ""]
     return "\n".join(lines)

@@ -52,24 +52,10 @@ class JsonlLogger(TrainerCallback):
 
 def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
                      prefix: str = "", device=None, autocast=None) -> np.ndarray:
-    """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal."""
-    from kosimcse.modeling.objectives import encode_batch
-
-    template = model.config.prompt_template if getattr(model.config, "is_prompt", False) else ""
-    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
-    device = device or next(model.parameters()).device
-    out = [None] * len(sentences)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
-        for s in range(0, len(order), batch_size):
-            idx = order[s: s + batch_size]
-            enc = encode_batch(tokenizer, [sentences[i] for i in idx], max_length, prefix, template).to(device)
-            vecs = model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).float().cpu().numpy()
-            for i, v in zip(idx, vecs):
-                out[i] = v
-    model.train(was_training)
-    return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+    """``SimCSEModel.encode`` under this name and its former defaults, for callers that use it."""
+    with autocast() if autocast else contextlib.nullcontext():
+        return model.encode(tokenizer, sentences, batch_size=batch_size, max_length=max_length, prefix=prefix,
+                            device=device)
 
 
 def refuse_data_parallel(args) -> None:
@@ -207,11 +193,9 @@ class SimCSETrainer(Trainer):
         if self.sts_evaluator is None:
             return {}
         model = self.accelerator.unwrap_model(self.model)
-        config = model.config
-        with_autocast = self.accelerator.autocast if (self.args.bf16 or self.args.fp16) else None
-        scores = self.sts_evaluator(lambda texts: encode_sentences(
-            model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
-            max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast))
+        precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
+        scores = self.sts_evaluator(lambda texts: model.encode(
+            self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size, precision=precision))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         if self.state.global_step == 0:
             # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.
