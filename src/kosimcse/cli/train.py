@@ -19,7 +19,7 @@ def command(ctx, recipe, resume, as_json):
     """Train SimCSE from a YAML/JSON RECIPE; any option may be overridden as --key value.
 
     \b
-    Options are the fields of ModelArguments, DataArguments and SimCSETrainingArguments
+    Options are the fields of ModelArguments (SimCSEConfig plus run-only fields), DataArguments and SimCSETrainingArguments
     (kosimcse/training/args.py), which include every transformers TrainingArguments field.
     A value is read by its field's type: text as typed (--prefix "query: "), true/false
     (a bare --bf16 is true), numbers, lists (--report_tasks korsts-dev klue-sts-dev), none

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +10,6 @@ import numpy as np
 import torch
 
 from kosimcse.precision import resolve_precision
-
-log = logging.getLogger(__name__)
 
 # Below this many sentences per batch, dtype "auto" encodes in fp32 on CPU (see KoSimCSE.encode).
 SMALL_CPU_BATCH = 4

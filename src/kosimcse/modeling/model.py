@@ -15,9 +15,13 @@ The MLP head (dense + tanh) exists in two cases, and nowhere else:
 ``cls_before_pooler`` is SimCSE's pooler *without* the head, and ``prompt`` pools the [MASK] state, so
 ``mlp_only_train`` with either could not take effect and is refused (``head_setting_problem``).
 
+``encode`` is the one way text becomes vectors: training's evaluation, ``KoSimCSE`` (torch and ONNX), the CLI and
+the report all call it, so they agree on prompt template, prefix, truncation, head and normalisation.
+
 ``save_pretrained`` writes a folder that ``transformers.AutoModel`` and ``sentence_transformers.SentenceTransformer``
-both load directly; the MLP head goes into it only when it is part of inference (``pooler: cls`` without
-``mlp_only_train``): a training-only head never reaches an export.
+both load directly (except with prompt pooling, which no sentence-transformers module expresses); the MLP head goes
+into it only when it is part of inference (``pooler: cls`` without ``mlp_only_train``): a training-only head never
+reaches an export.
 """
 
 from __future__ import annotations
@@ -229,8 +233,8 @@ class SimCSEModel(nn.Module):
 
     # ---- embedding ----------------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-              with_head: bool | None = None) -> torch.Tensor:
-        """Sentence vectors for a flat batch ``[batch, length]``.
+              with_head: bool | None = None, encoder: nn.Module | None = None) -> torch.Tensor:
+        """Sentence vectors for a flat batch ``[batch, length]`` (by ``encoder``, default the model's own).
 
         ``with_head`` defaults to the training rule: the MLP is used in training, and at inference only
         when ``mlp_only_train`` is off.
@@ -238,7 +242,7 @@ class SimCSEModel(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        vectors = self._pool(self.encoder, kwargs)
+        vectors = self._pool(encoder or self.encoder, kwargs)
         if with_head is None:
             with_head = self.training or not self.config.mlp_only_train
         if self.head is not None and with_head:
@@ -333,13 +337,9 @@ class SimCSEModel(nn.Module):
     def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:
         """ESimCSE: step the EMA encoder, then queue its embeddings of this batch's sentences for later batches."""
         self.momentum_encoder.update(self.encoder)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        vectors = self._pool(self.momentum_encoder.encoder, inputs)
-        if self.head is not None:
-            vectors = self.head(vectors)
-        self.loss_fn.enqueue(vectors)
+        # Through the head, as the positives they are compared with.
+        self.loss_fn.enqueue(self.embed(input_ids, attention_mask, token_type_ids, with_head=True,
+                                        encoder=self.momentum_encoder.encoder))
 
     def mlm_loss(self, mlm_input_ids: torch.Tensor, attention_mask: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=mlm_input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
@@ -407,7 +407,6 @@ def _write_sentence_transformers_modules(path: Path, model: SimCSEModel, tokeniz
     pooler = canonical_pooler(config.pooler)
     hidden = model.encoder.config.hidden_size
     num_layers = model.encoder.config.num_hidden_layers
-    modules: list[tuple[str, str]] = [("0", "")]
     objects = []
     if pooler in ("avg_first_last", "avg_top2"):
         # hidden_states[0] is the embedding output: (first transformer layer + last) / 2, or the top two.
