@@ -292,8 +292,8 @@ def domain_lines(n: int = 40) -> str:
 
 
 # Files the documentation invents (the user's own): created before the commands run.
-INVENTED_TEXT = ("my_corpus.txt", "내_말뭉치.txt", "my.txt", "PATH")
-INVENTED_MODEL = ("모델_폴더",)
+INVENTED_TEXT = ("my_corpus.txt", "내_말뭉치.txt", "my.txt", "corpus.txt", "PATH")
+INVENTED_MODEL = ("모델_폴더", "MODEL")
 
 
 @pytest.fixture(scope="module")
