@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel of torch 2.13.0 ships with this environment; any other torch spec pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,airgap]"
+	$(BIN)/pip install --quiet -e ".[dev,airgap,onnx]"
 	touch $(STAMP)
 
 install: $(STAMP)

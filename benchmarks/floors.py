@@ -1,6 +1,6 @@
 """Quality floors: lexical TF-IDF cosine (char 2-3-gram, word 1-2-gram) and random-init encoders with mean pooling.
 
-Run: python -m benchmarks.floors [--seeds 0 1 2] [--tokenizer /work/cache/me5-small]
+Run: python -m benchmarks.floors [--seeds 0 1 2] [--tokenizer FOLDER_OR_ALIAS]
 Any trained model should clear these rows; a model that does not has learnt less than word overlap.
 """
 
@@ -10,7 +10,6 @@ import argparse
 import shlex
 import sys
 import time
-import warnings
 
 import numpy as np
 
@@ -22,24 +21,14 @@ LEXICAL = {
 }
 
 
-def _correlations(similarities: dict[str, np.ndarray], gold: np.ndarray) -> dict[str, float]:
-    from scipy.stats import pearsonr, spearmanr
-
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant scores (an all-empty row) give NaN, reported as n/a
-        for sim, scores in similarities.items():
-            out[f"{sim}_pearson"] = float(pearsonr(gold, scores)[0]) * 100.0
-            out[f"{sim}_spearman"] = float(spearmanr(gold, scores)[0]) * 100.0
-    return out
-
-
 def sparse_pair_metrics(vectors, evaluator) -> dict[str, float]:
     """The 8 STS metrics for sparse sentence vectors (rows of ``evaluator.sentences``), without densifying.
 
     TF-IDF vocabularies have 10^5 columns, so the pairwise similarities are computed on the sparse
     rows; distances are negated, as in ``kosimcse.evaluation.similarity``.
     """
+    from kosimcse.evaluation.sts import score_correlations
+
     index = {s: i for i, s in enumerate(evaluator.sentences)}
     left = vectors[[index[p.sentence1] for p in evaluator.pairs]]
     right = vectors[[index[p.sentence2] for p in evaluator.pairs]]
@@ -52,7 +41,7 @@ def sparse_pair_metrics(vectors, evaluator) -> dict[str, float]:
         "manhattan": -np.asarray(abs(diff).sum(axis=1)).ravel(),
         "dot": dot,
     }
-    return _correlations(similarities, evaluator.gold)
+    return score_correlations(similarities, evaluator.gold)
 
 
 def korsts_sentences(evals: dict) -> tuple[list[str], str]:
@@ -88,15 +77,15 @@ def lexical_floors(evals: dict, fit_sentences: list[str]) -> dict[str, dict[str,
 
 
 def random_init_floors(evals: dict, tokenizer, seeds, shape: dict, batch_size: int = 128) -> dict[str, dict[int, dict]]:
-    """``{task: {seed: metrics}}`` for random-init encoders of ``shape`` with mean pooling (bf16 autocast)."""
-    from kosimcse.inference.encoder import encode_texts
+    """``{task: {seed: metrics}}`` for random-init encoders of ``shape`` with mean pooling (precision auto)."""
+    from kosimcse.inference.encoder import KoSimCSE
 
     per_seed: dict[str, dict[int, dict]] = {task: {} for task in evals}
     for seed in seeds:
-        model = random_encoder(tokenizer, shape["layers"], shape["hidden"], shape["heads"], seed)
+        model = KoSimCSE(random_encoder(tokenizer, shape["layers"], shape["hidden"], shape["heads"], seed), tokenizer,
+                         pooling="mean", dtype="auto")
         for task, ev in evals.items():
-            per_seed[task][seed] = ev(lambda texts: encode_texts(model, tokenizer, texts, "mean", batch_size=batch_size,
-                                                                 dtype="auto"))
+            per_seed[task][seed] = ev(lambda texts: model.encode(texts, batch_size=batch_size, show_progress=False))
         del model
     return per_seed
 
@@ -111,8 +100,6 @@ def mean_and_spread(per_seed: dict[int, dict]) -> tuple[dict, dict]:
 def run(smoke: bool = False, seeds=(0, 1, 2), tokenizer_path: str = E5_PATH, limit: int | None = None,
         command: str | None = None) -> dict:
     """Measure every floor on every task and save ``floors.json``; returns its ``data``."""
-    from kosimcse.evaluation.sts import markdown_table
-
     from benchmarks.common import save_result
 
     start = time.perf_counter()
@@ -124,26 +111,17 @@ def run(smoke: bool = False, seeds=(0, 1, 2), tokenizer_path: str = E5_PATH, lim
 
         tokenizer, shape, tok_note = tiny_tokenizer(), {"layers": 1, "hidden": 32, "heads": 2}, "tiny WordPiece"
     else:
-        tokenizer, shape, tok_note = load_tokenizer(tokenizer_path), MINI_SHAPE, f"`{tokenizer_path}` tokenizer"
+        tokenizer, shape, tok_note = load_tokenizer(tokenizer_path), MINI_SHAPE, f"{tokenizer_path} tokenizer"
     per_seed = random_init_floors(evals, tokenizer, seeds, shape)
     row = f"random-init BERT {shape['layers']}x{shape['hidden']}, mean (mean of {len(seeds)} seeds)"
-    spreads = {}
     for task in evals:
-        results[task][row], spreads[task] = mean_and_spread(per_seed[task])
+        results[task][row] = mean_and_spread(per_seed[task])[0]
     wall = time.perf_counter() - start
 
-    parts = [f"TF-IDF fitted on {len(fit_sentences):,} distinct sentences ({fit_note}); cosine of the TF-IDF vectors, "
-             f"the other similarities on the same vectors. Random-init rows: BERT {shape['layers']} layers x "
-             f"{shape['hidden']} hidden, {tok_note}, mean pooling, seeds {list(seeds)} (row = mean; range below). "
-             "Pearson/Spearman x100."]
-    for task, ev in evals.items():
-        lo, hi = spreads[task]["cosine_spearman"]
-        parts += [f"\n**{task}** ({len(ev)} pairs)\n", markdown_table(results[task]),
-                  f"\nrandom-init cosine Spearman over seeds: {lo:.2f} to {hi:.2f}"]
     data = {"results": results, "random_init_per_seed": {t: {str(s): m for s, m in d.items()} for t, d in per_seed.items()},
             "random_init_row": row, "fit_sentences": len(fit_sentences), "fit_note": fit_note, "seeds": list(seeds),
-            "shape": shape}
-    save_result("floors", "Quality floors: lexical TF-IDF and random-init encoders", "\n".join(parts), wall, data=data,
+            "shape": shape, "tokenizer": tok_note, "pairs": {task: len(ev) for task, ev in evals.items()}}
+    save_result("floors", "Quality floors: lexical TF-IDF and random-init encoders", wall, data=data,
                 order=15, command=command or " ".join(["python -m benchmarks.floors", *map(shlex.quote, sys.argv[1:])]))
     return data
 
@@ -151,7 +129,9 @@ def run(smoke: bool = False, seeds=(0, 1, 2), tokenizer_path: str = E5_PATH, lim
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--tokenizer", default=E5_PATH, help="tokenizer of the random-init encoders")
+    parser.add_argument("--tokenizer", default=E5_PATH,
+                        help="tokenizer of the random-init encoders: a model folder or alias (default: $KOSIMCSE_E5_PATH "
+                             "or e5-small-airgap)")
     args = parser.parse_args(argv)
     data = run(seeds=args.seeds, tokenizer_path=args.tokenizer)
     for task, rows in data["results"].items():

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 TASKS = ("korsts-test", "korsts-dev", "klue-sts-dev")
-E5_PATH = os.environ.get("KOSIMCSE_E5_PATH", "/work/cache/me5-small")
+# The e5 encoder the benchmarks measure: a folder from $KOSIMCSE_E5_PATH, else the air-gapped conversion in the
+# kosimcse cache dir (model alias e5-small-airgap, converted on first use).
+E5_PATH = os.environ.get("KOSIMCSE_E5_PATH", "e5-small-airgap")
 MINI_SHAPE = {"layers": 4, "hidden": 256, "heads": 4}
 
 
@@ -25,9 +27,11 @@ def evaluators(tasks=TASKS, limit: int | None = None) -> dict:
 
 def tiny_tokenizer():
     """A small WordPiece tokenizer trained on KorSTS dev (offline, ~1 s): smoke runs need no e5 folder."""
-    from tests.helpers import make_tiny_tokenizer
+    from kosimcse.data.tasks import load_sts_task
+    from kosimcse.modeling.tokenizer import train_wordpiece_tokenizer
 
-    return make_tiny_tokenizer(vocab_size=2000)
+    texts = [s for p in load_sts_task("korsts-dev") for s in (p.sentence1, p.sentence2)]
+    return train_wordpiece_tokenizer(texts, vocab_size=2000)
 
 
 def random_encoder(tokenizer, layers: int, hidden: int, heads: int, seed: int):
@@ -42,10 +46,17 @@ def random_encoder(tokenizer, layers: int, hidden: int, heads: int, seed: int):
     return AutoModel.from_config(config).eval()
 
 
-def load_tokenizer(path: str | Path):
+def model_folder(name_or_path: str | Path) -> Path:
+    """The local folder of a model folder, Hub id or alias (``e5-small-airgap``), as kosimcse resolves it."""
+    from kosimcse.loading.resolve import resolve_model
+
+    return resolve_model(name_or_path)
+
+
+def load_tokenizer(name_or_path: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(model_folder(name_or_path)))
 
 
 def write_random_model_dir(path: str | Path, tokenizer, layers: int, hidden: int, heads: int, seed: int = 0) -> Path:

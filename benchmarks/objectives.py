@@ -3,7 +3,8 @@
 ``--start e5`` (the default) is the offline multilingual-e5-small (``e5-small-airgap``: mean pooling, "query: "
 prefix, frozen token embeddings); ``--start mini`` is the 4x256 BERT pretrained from scratch by
 ``benchmarks.scratch_row`` (mean pooling, everything trained, a higher learning rate). Every run is a `kosimcse`
-training run with bf16 on CPU, repeated over seeds. KorSTS dev selects the checkpoint (the starting model competes
+training run in the precision ``auto`` picks, repeated over seeds; multi-stage rows are chained by kosimcse's own
+``stages:`` expansion (``kosimcse.training.run.stage_settings``). KorSTS dev selects the checkpoint (the starting model competes
 too); KorSTS test and KLUE-STS dev are evaluated once, on the selected model. The table gives mean ± half-range
 over seeds. Multitask rows are two runs: supervised SimCSE on KLUE-NLI triplets, then CoSENT/AnglE on KorSTS train
 + KLUE-STS train from the first run's export (the recipe in recipes/multitask.yaml).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +47,8 @@ STARTS = {
     "e5": Start("multilingual-e5-small", dict(model_name_or_path="e5-small-airgap", pooler="avg", prefix="query: ",
                                               mlp_only_train=False, freeze_embeddings=True, temperature=0.05),
                 {"sup": 2e-5, "sts": 2e-5, "unsup": 1e-5},
-                "multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings",
+                "multilingual-e5-small (offline), mean pooling, prefix \"query: \", frozen token embeddings; "
+                "unsupervised objectives train through SimCSE's MLP head, used in training only",
                 "eval_e5", 'me5-small, mean, prefix "query: "'),
     # A from-scratch model has no well-placed space to keep, so it trains everything at the learning rate
     # scratch_row's SimCSE stage used; mean pooling is its better pooling before SimCSE (dev 58.7 vs 35.4 [CLS]).
@@ -55,13 +56,16 @@ STARTS = {
                                                         mlp_only_train=False, freeze_embeddings=False, temperature=0.05),
                   {"sup": 1e-4, "sts": 1e-4, "unsup": 1e-4},
                   "mini BERT 4x256 pretrained from scratch with MLM on a kowiki slice (benchmarks.scratch_row; "
-                  "5.3M parameters, WordPiece 8000), mean pooling, all weights trained",
+                  "5.3M parameters, WordPiece 8000), mean pooling, all weights trained; unsupervised objectives train "
+                  "through SimCSE's MLP head, used in training only",
                   "train_scratch_mini_mlm"),
 }
-COMMON = dict(bf16=True, report_to=[], disable_tqdm=True, eval_on_start=True, logging_steps=10,
+COMMON = dict(precision="auto", report_to=[], disable_tqdm=True, eval_on_start=True, logging_steps=10,
               save_total_limit=1)
 TASKS = ["korsts-dev", "korsts-test", "klue-sts-dev"]
 
+# SimCSE's unsupervised setting: an MLP head in training only (--pooler_type cls --mlp_only_train), here over mean pooling.
+HEAD = {"mlp_only_train": True}
 # name -> list of stages; each stage is (objective, extra settings, which step budget it uses).
 OBJECTIVES: dict[str, list[tuple[str, dict, str]]] = {
     "sup_infonce": [("sup", {}, "steps")],
@@ -69,12 +73,12 @@ OBJECTIVES: dict[str, list[tuple[str, dict, str]]] = {
     "sts_angle": [("sts", {"loss": "angle"}, "sts_steps")],
     "multitask_cosent": [("sup", {}, "steps"), ("sts", {"loss": "cosent"}, "sts_steps")],
     "multitask_angle": [("sup", {}, "steps"), ("sts", {"loss": "angle"}, "sts_steps")],
-    "unsup_infonce": [("unsup", {}, "steps")],
-    "unsup_mlm": [("unsup", {"mlm_weight": 0.1}, "steps")],
-    "esimcse": [("esimcse", {"dup_rate": 0.32, "momentum": 0.995}, "steps")],
-    "prompt_unsup": [("unsup", {"pooler": "prompt"}, "steps")],
+    "unsup_infonce": [("unsup", HEAD, "steps")],
+    "unsup_mlm": [("unsup", {"mlm_weight": 0.1, **HEAD}, "steps")],
+    "esimcse": [("esimcse", {"dup_rate": 0.32, "momentum": 0.995, **HEAD}, "steps")],
+    "prompt_unsup": [("unsup", {"pooler": "prompt"}, "steps")],  # the [MASK] state has no head
     # The paper's 0.005 barely registers in a 100-step run; 0.05 lets the detection loss shape the vectors.
-    "diffcse": [("unsup", {"rtd_weight": 0.05}, "steps")],
+    "diffcse": [("unsup", {"rtd_weight": 0.05, **HEAD}, "steps")],
 }
 LABELS = {
     "sup_infonce": "supervised SimCSE (KLUE-NLI triplets)",
@@ -141,11 +145,10 @@ def _budget_suffix(objective: str, steps: int, args) -> str:
 
 def run_objective(name: str, seed: int, args, data: Path) -> dict:
     from kosimcse.training.args import load_recipe
-    from kosimcse.training.run import BEST_DIR, train
+    from kosimcse.training.run import BEST_DIR, PREVIOUS, train
+    from kosimcse.training.run import stage_settings as chain_stages
 
-    previous = None
-    wall = 0.0
-    summary: dict = {}
+    stages, steps_of = [], {}
     for i, (objective, extra, budget) in enumerate(OBJECTIVES[name]):
         steps = getattr(args, budget)
         settings = stage_settings(objective, extra, steps, args.batch, seed, data, args.smoke, args.evals,
@@ -153,35 +156,32 @@ def run_objective(name: str, seed: int, args, data: Path) -> dict:
                                   start=args.start)
         if args.no_eval_on_start:
             settings["eval_on_start"] = False
-        if previous is not None:
+        if i > 0:
             # The previous stage's export was dev-selected with the starting model competing already.
-            settings.update(model_name_or_path=previous, eval_on_start=False)
-        settings["output_dir"] = str(RUNS / ("smoke" if args.smoke else "") / ("" if args.start == "e5" else args.start)
-                                     / f"{name}-s{seed}"
-                                     / f"stage{i + 1}-{objective}{_budget_suffix(objective, steps, args)}")
-        done = Path(settings["output_dir"]) / "summary.json"
-        if (args.reuse and done.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir()
-                and json.loads(done.read_text(encoding="utf-8"))["global_step"] == steps):
+            settings.update(model_name_or_path=PREVIOUS, eval_on_start=False)
+        stage = f"stage{i + 1}-{objective}{_budget_suffix(objective, steps, args)}"
+        stages.append(dict(settings, name=stage))
+        steps_of[stage] = steps
+    root = RUNS / ("smoke" if args.smoke else "") / ("" if args.start == "e5" else args.start) / f"{name}-s{seed}"
+    wall = 0.0
+    summary: dict = {}
+    for stage, settings in chain_stages({"stages": stages, "output_dir": str(root)}):
+        out = Path(settings["output_dir"])
+        done = out / "summary.json"
+        if (args.reuse and done.exists() and (out / BEST_DIR).is_dir()
+                and json.loads(done.read_text(encoding="utf-8"))["global_step"] == steps_of[stage]):
             # A finished earlier stage (same settings) is reused: its export starts the next stage.
             summary = json.loads(done.read_text(encoding="utf-8"))
             wall += summary["wall_time_s"]
         else:
             # A fresh stage folder: an earlier run's summary.json, checkpoints and (appended) metrics.jsonl
             # would otherwise pass for this run's.
-            shutil.rmtree(settings["output_dir"], ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
             start = time.time()
             summary = train(*load_recipe(None, settings))
             wall += time.time() - start
-        previous = str(Path(settings["output_dir"]) / BEST_DIR)
     return {"results": summary["results"], "wall_time_s": wall, "kept_initial_model": summary["kept_initial_model"],
-            "best_checkpoint": summary["best_checkpoint"]}
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    mean = statistics.fmean(values)
-    return f"{mean:.2f} ± {(max(values) - min(values)) / 2:.2f}"
+            "best_checkpoint": summary["best_checkpoint"], "precision": summary.get("precision")}
 
 
 def start_zero_shot(start: Start) -> float | None:
@@ -235,44 +235,21 @@ def main(argv=None):
         print("smoke run finished; nothing saved")
         return runs
     sts_lr = args.sts_lr or start_profile.learning_rates["sts"]
-    header = ("| objective | budget | KorSTS dev cos. Spearman | **KorSTS test cos. Spearman** | KLUE-STS dev cos. Spearman "
-              "| wall s / seed |\n|---|---|---|---|---|---|")
-    rows = []
-    for name, by_seed in runs.items():
-        stages = " → ".join(f"{getattr(args, budget)} × {args.batch} {'pairs' if o == 'sts' else 'triplets' if o == 'sup' else 'sentences'}"
-                            + (f" (lr {sts_lr:g})" if o == "sts" else "") for o, _, budget in OBJECTIVES[name])
-        col = lambda task: [r["results"][task]["cosine_spearman"] for r in by_seed.values()]  # noqa: E731
-        rows.append(f"| {LABELS[name]} | {stages} | {_cell(col('korsts-dev'))} | **{_cell(col('korsts-test'))}** | "
-                    f"{_cell(col('klue-sts-dev'))} | {statistics.fmean(r['wall_time_s'] for r in by_seed.values()):.0f} |")
-    zero_shot = start_zero_shot(start_profile)
-    lrs = start_profile.learning_rates
-    notes = (f"Start: {start_profile.description}; bf16 autocast on the shared 2-core CPU; learning rates: NLI "
-             f"{lrs['sup']:g}, STS {sts_lr:g}, unsupervised {lrs['unsup']:g}; "
-             f"{f'warmup {args.warmup:g}' if args.warmup else 'no warmup'}, linear decay; {args.evals} dev evaluation(s) per stage"
-             f"{'' if args.no_eval_on_start else ' plus the starting model'}. Seeds: {', '.join(map(str, args.seeds))}; cells are mean ± half the "
-             "range over seeds. KorSTS dev picks the checkpoint"
-             f"{' (the starting model does not compete: --no_eval_on_start)' if args.no_eval_on_start else ' (the starting model competes)'}"
-             "; test is evaluated once on the pick."
-             + (f" The start alone: KorSTS test {zero_shot:.2f}." if zero_shot is not None else ""))
-    misses = []
-    if args.start == "e5":
-        # The issue's targets are set on the e5-small proxy; the mini rows show how the objectives rank on a weak start.
-        notes += (" Targets (issue 7): multitask ≥ 85.6 (jhgan ko-sroberta-multitask, base size, KorNLI + KorSTS); the "
-                  "best published multitask is 86.12 (BM-K).")
-        for name, by_seed in runs.items():
-            if name.startswith(("multitask", "sts_")):
-                test = statistics.fmean(r["results"]["korsts-test"]["cosine_spearman"] for r in by_seed.values())
-                misses.append(f"{LABELS[name]}: KorSTS test {test:.2f}, "
-                              + ("meets the 85.6 target." if test >= 85.6 else f"{85.6 - test:.2f} points below the 85.6 target."))
-    markdown = "\n".join([notes, "", header, *rows, "", *misses])
     title = f"Objectives compared from {start_profile.label} (KorSTS cosine Spearman ×100)"
-    save_result(args.name, title if args.name == "objectives" else f"{title}: {args.name}", markdown,
-                time.time() - start, data={"runs": {n: {str(s): r for s, r in v.items()} for n, v in runs.items()},
-                                           "start": args.start, "steps": args.steps, "sts_steps": args.sts_steps,
-                                           "batch": args.batch, "seeds": args.seeds, "sts_lr": sts_lr,
-                                           "warmup": args.warmup},
-                order=45)
-    print(markdown)
+    path = save_result(args.name, title if args.name == "objectives" else f"{title}: {args.name}", time.time() - start,
+                       data={"runs": {n: {str(s): r for s, r in v.items()} for n, v in runs.items()},
+                             "start": args.start, "start_description": start_profile.description,
+                             "start_zero_shot": start_zero_shot(start_profile),
+                             "learning_rates": dict(start_profile.learning_rates, sts=sts_lr),
+                             "steps": args.steps, "sts_steps": args.sts_steps, "batch": args.batch,
+                             "seeds": args.seeds, "sts_lr": sts_lr, "warmup": args.warmup, "evals": args.evals,
+                             "no_eval_on_start": args.no_eval_on_start,
+                             "stages": {n: [[o, budget] for o, _, budget in OBJECTIVES[n]] for n in runs},
+                             "labels": {n: LABELS[n] for n in runs}},
+                       order=45)
+    from benchmarks.render import section
+
+    print(section(json.loads(path.read_text(encoding="utf-8"))))
     return runs
 
 

@@ -51,28 +51,9 @@ def main(argv=None) -> None:
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
     }
-    markdown = (
-        "Full seed corpus: all of `corpus/kowiki` (split into sentences with kiwipiepy), plus KLUE-STS train "
-        "and KorSTS train sentences, normalised, length-filtered "
-        f"({stats['settings']['min_chars']}–{stats['settings']['max_chars']} chars), deduplicated, "
-        f"and guarded against {', '.join(stats['settings']['eval_sets'])} "
-        f"({stats['settings']['eval_sentences']:,} sentences).\n\n"
-        "| wall time (s) | CPU time (s) | sentences in | kept | sentences/s | sentences/CPU-s | kowiki paragraphs/s "
-        "| peak RSS (MB) | output (MB) | workers | load avg (start, end) |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        f"| {summary['wall_time_s']} | {summary['cpu_time_s']} | {summary['sentences_in']:,} | "
-        f"{summary['sentences_kept']:,} | {summary['sentences_per_s']:,} | {summary['sentences_per_cpu_s']:,} | "
-        f"{summary['kowiki_paragraphs_per_s']:,} | {summary['peak_rss_mb']} | {summary['output_mb']} | "
-        f"{summary['workers']} | {load_before:.1f}, {load_after:.1f} |\n\n"
-        "The machine is shared by several jobs: the load average shows how contended it was; "
-        "CPU time is the cost that does not depend on that.\n\n"
-        "Per source (sentences = kept + empty + too_short + too_long + duplicate + leaked; "
-        "`records` are paragraphs for kowiki and sentences for the STS files):\n\n"
-        + format_stats_table(stats) + "\n"
-    )
-    path = save_result("prepare", "Corpus preparation speed (kosimcse prepare, seed corpus)", markdown, wall,
+    path = save_result("prepare", "Corpus preparation speed (kosimcse prepare, seed corpus)", wall,
                        data={"summary": summary, "stats": stats}, order=20)
-    print(markdown)
+    print(format_stats_table(stats))
     print(f"saved {path}")
 
 

@@ -55,22 +55,12 @@ def collect(results_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, st
 
 
 def run(command: str = "python -m benchmarks.quality") -> dict:
-    from kosimcse.evaluation.sts import markdown_table
-
     from benchmarks.common import save_result
     from benchmarks.harness import current_results_dir
 
     start = time.perf_counter()
     tables, sources = collect(current_results_dir())
-    parts = ["All 8 metrics (Pearson/Spearman x100 of cosine, negated Euclidean and Manhattan distance, and dot "
-             "product against the gold scores), one table per task, in the seed project's layout. Published rows "
-             "report cosine only (n/a elsewhere) and only on KorSTS test. Rows missing from a task were not run on it."]
-    for task in TASKS:
-        if tables[task]:
-            parts += [f"\n**{task}**\n", markdown_table(tables[task])]
-    parts.append("\nWhere each row comes from:\n")
-    parts += [f"- {row}: {note}" for row, note in sources.items()]
-    save_result("quality", "Quality: Korean STS, all rows side by side", "\n".join(parts), time.perf_counter() - start,
+    save_result("quality", "Quality: Korean STS, all rows side by side", time.perf_counter() - start,
                 data={"tables": tables, "sources": sources}, order=10, command=command)
     return tables
 

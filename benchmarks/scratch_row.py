@@ -5,7 +5,7 @@ small BERT is trained from nothing on the CPUs of this machine, and its budget i
 Only kowiki text goes into it; the tokenizer, the MLM data and the SimCSE data see no STS sentence:
 
 1. a BERT WordPiece tokenizer (vocab 8000) trained on the kowiki sentences;
-2. a 4-layer, 256-wide BERT pretrained with masked-language modelling (HF Trainer, bf16 on CPU),
+2. a 4-layer, 256-wide BERT pretrained with masked-language modelling (HF Trainer, precision auto),
    saved as a plain HF folder in ``runs/bench/scratch/mlm``;
 3. unsupervised SimCSE from that folder with kosimcse's own trainer, as ``benchmarks.train_rows`` does.
 
@@ -60,10 +60,10 @@ def read_sentences(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def train_tokenizer(sentences: list[str], vocab_size: int, model_max_length: int = 128):
-    """A fast BERT-style WordPiece tokenizer trained on ``sentences`` (the one the tests and smoke runs build)."""
-    from tests.helpers import make_tiny_tokenizer
+    """A fast BERT-style WordPiece tokenizer trained on ``sentences``."""
+    from kosimcse.modeling.tokenizer import train_wordpiece_tokenizer
 
-    return make_tiny_tokenizer(sentences, vocab_size, model_max_length)
+    return train_wordpiece_tokenizer(sentences, vocab_size, model_max_length)
 
 
 def _examples(tokenizer, sentences: list[str], max_length: int) -> list[dict]:
@@ -95,7 +95,7 @@ def heldout_mlm_loss(model, batches: list[dict]) -> float:
 
 def pretrain_mlm(sentences: list[str], out_dir: str | Path, size: MiniBert = MiniBert(), steps: int = 1500,
                  batch_size: int = 64, max_length: int = 64, learning_rate: float = 5e-4,
-                 warmup_steps: int | None = None, heldout: int = 1000, bf16: bool = True, seed: int = 42,
+                 warmup_steps: int | None = None, heldout: int = 1000, precision: str = "auto", seed: int = 42,
                  logging_steps: int = 50) -> dict:
     """Train the tokenizer and the MLM model; save both to ``out_dir`` (``save_pretrained``); return a summary.
 
@@ -105,6 +105,8 @@ def pretrain_mlm(sentences: list[str], out_dir: str | Path, size: MiniBert = Min
     import torch
     from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments
     from transformers import set_seed
+
+    from kosimcse.precision import resolve_precision
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -126,11 +128,13 @@ def pretrain_mlm(sentences: list[str], out_dir: str | Path, size: MiniBert = Min
     held_batches = [fixed(held_data[i:i + batch_size]) for i in range(0, len(held_data), batch_size)]
     heldout_before = heldout_mlm_loss(model, held_batches) if held_batches else None
 
+    chosen = resolve_precision(precision).name
     args = TrainingArguments(
         output_dir=str(out_dir.parent / (out_dir.name + "-trainer")), max_steps=steps,
         per_device_train_batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=steps // 10 if warmup_steps is None else warmup_steps, weight_decay=0.01,
-        lr_scheduler_type="linear", bf16=bf16, use_cpu=not torch.cuda.is_available(), seed=seed,
+        lr_scheduler_type="linear", bf16=chosen == "bf16", fp16=chosen == "fp16",
+        use_cpu=not torch.cuda.is_available(), seed=seed,
         logging_steps=logging_steps, save_strategy="no", report_to=[], disable_tqdm=True,
         dataloader_drop_last=True, remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=train_data, data_collator=collator)
@@ -150,32 +154,32 @@ def pretrain_mlm(sentences: list[str], out_dir: str | Path, size: MiniBert = Min
             "heldout_sentences": len(held_sentences), "train_sentences": len(train_sentences),
             "loss_curve": curve, "vocab_size": len(tokenizer), "size": asdict(size),
             "parameters": sum(p.numel() for p in model.parameters()), "batch_size": batch_size,
-            "max_length": max_length, "learning_rate": learning_rate, "tokenizer_s": round(tokenizer_s, 1),
+            "max_length": max_length, "learning_rate": learning_rate, "precision": chosen,
+            "tokenizer_s": round(tokenizer_s, 1),
             "train_s": round(train_s, 1), "sentences_per_s": seen / train_s if train_s > 0 else None,
             "wall_time_s": round(time.perf_counter() - start, 1)}
 
 
-def evaluate_folder(folder: str | Path, pooling: str, tasks=TASKS, max_length: int = 64, bf16: bool = True) -> dict:
+def evaluate_folder(folder: str | Path, pooling: str, tasks=TASKS, max_length: int = 64, precision: str = "auto") -> dict:
     """All 8 metrics per task for an HF encoder folder, through the ``KoSimCSE`` encoder (as benchmarks.eval_e5)."""
     from kosimcse.evaluation.sts import StsEvaluator
     from kosimcse.inference.encoder import KoSimCSE
 
-    # max_length 64 and bf16 match how the SimCSE run evaluates its model (embed_max_length, bf16 autocast).
-    encoder = KoSimCSE.from_pretrained(folder, pooling=pooling, prefix="", max_length=max_length,
-                                       dtype="bf16" if bf16 else "fp32")
+    # max_length 64 and the precision rule match how the SimCSE run evaluates its model (embed_max_length).
+    encoder = KoSimCSE.from_pretrained(folder, pooling=pooling, prefix="", max_length=max_length, dtype=precision)
     return {task: StsEvaluator.from_task(task)(lambda texts: encoder.encode(texts, batch_size=128, show_progress=False))
             for task in tasks}
 
 
 def simcse_settings(mlm_dir: str | Path, train_file: str, steps: int, output_dir: str | Path,
                     learning_rate: float = 1e-4, batch_size: int = 64, pooler: str = "cls",
-                    tasks=TASKS, bf16: bool = True) -> dict:
+                    tasks=TASKS, precision: str = "auto") -> dict:
     """Unsupervised SimCSE as in the paper (cls pooling, MLP in training only), the train_rows way."""
     from benchmarks.train_rows import COMMON
 
     # lr 1e-4, not SimCSE's 3e-5 for BERT-base: a small, barely pretrained model is usually trained with a
     # larger step; the choice is untuned (a 2-core box affords one run) and is reported with the row.
-    return dict(COMMON, bf16=bf16, report_tasks=list(tasks), eval_task=tasks[0], model_name_or_path=str(mlm_dir),
+    return dict(COMMON, precision=precision, report_tasks=list(tasks), eval_task=tasks[0], model_name_or_path=str(mlm_dir),
                 pooler=pooler, mlp_only_train=True, temperature=0.05, objective="unsup", train_file=str(train_file),
                 learning_rate=learning_rate, per_device_train_batch_size=batch_size, max_length=32,
                 max_steps=steps, max_train_sentences=batch_size * steps, eval_steps=max(steps // 4, 1),
@@ -184,7 +188,7 @@ def simcse_settings(mlm_dir: str | Path, train_file: str, steps: int, output_dir
 
 def run_row(train_file: str | Path, out_root: str | Path = RUNS, size: MiniBert = MiniBert(), mlm_steps: int = 1500,
             simcse_steps: int = 500, batch_size: int = 64, mlm_lr: float = 5e-4, simcse_lr: float = 1e-4,
-            pooler: str = "cls", tasks=TASKS, heldout: int = 1000, bf16: bool = True, log=print,
+            pooler: str = "cls", tasks=TASKS, heldout: int = 1000, precision: str = "auto", log=print,
             reuse_mlm: dict | None = None) -> dict:
     """Tokenizer + MLM, evaluate the MLM model, then SimCSE.
 
@@ -208,17 +212,18 @@ def run_row(train_file: str | Path, out_root: str | Path = RUNS, size: MiniBert 
         sentences = read_sentences(train_file)
         log(f"MLM: {len(sentences)} sentences, {size.label} BERT, {mlm_steps} steps x {batch_size}")
         mlm = pretrain_mlm(sentences, out_root / "mlm", size=size, steps=mlm_steps, batch_size=batch_size,
-                           learning_rate=mlm_lr, heldout=heldout, bf16=bf16,
+                           learning_rate=mlm_lr, heldout=heldout, precision=precision,
                            logging_steps=max(1, min(50, mlm_steps // 10)))
         log(f"MLM done in {mlm['wall_time_s']} s: train loss {mlm['train_loss']:.3f}, held-out masked-LM loss "
             f"{mlm['heldout_loss_before']} -> {mlm['heldout_loss_after']}")
         t0 = time.perf_counter()
         # Mean pooling is the usual raw-PLM baseline; cls is what the SimCSE row embeds with, shown for comparison.
-        mlm_results = evaluate_folder(mlm["folder"], "mean", tasks, bf16=bf16)
-        mlm_results_cls = evaluate_folder(mlm["folder"], "cls", tasks, bf16=bf16)
+        mlm_results = evaluate_folder(mlm["folder"], "mean", tasks, precision=precision)
+        mlm_results_cls = evaluate_folder(mlm["folder"], "cls", tasks, precision=precision)
         mlm["eval_s"] = round(time.perf_counter() - t0, 1)
     settings = simcse_settings(mlm["folder"], str(train_file), simcse_steps, simcse_dir,
-                               learning_rate=simcse_lr, batch_size=batch_size, pooler=pooler, tasks=tasks, bf16=bf16)
+                               learning_rate=simcse_lr, batch_size=batch_size, pooler=pooler, tasks=tasks,
+                               precision=precision)
     log(f"SimCSE: {simcse_steps} steps x {batch_size}, lr {simcse_lr}, pooler {pooler}")
     t0 = time.perf_counter()
     summary = train(*load_recipe(None, settings))
@@ -244,10 +249,8 @@ def result_name(pooler: str) -> str:
     return "train_scratch_mini" + ("" if pooler == "cls" else f"_{pooler}")
 
 
-def render(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, str, dict]]:
-    """``(result name, title, markdown, data)`` for the MLM-only row and the MLM + SimCSE row."""
-    from kosimcse.evaluation.sts import markdown_table
-
+def rows(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, dict]]:
+    """``(result name, title, data)`` for the MLM-only row and the MLM + SimCSE row (rendered by benchmarks.render)."""
     from benchmarks.train_rows import dev_curve
 
     mlm, summary, settings = out["mlm"], out["simcse"], out["settings"]
@@ -258,44 +261,17 @@ def render(out: dict, size: MiniBert, total_s: float) -> list[tuple[str, str, st
     mlm_budget = f"{mlm_steps}, {mlm_min:.0f} min on {cores} CPU cores"
     budget = (f"{mlm_steps} + SimCSE {summary['global_step']} steps x "
               f"{settings['per_device_train_batch_size']}, {total_s / 60:.0f} min in all on {cores} CPU cores")
-    heldout = "no held-out sentences"
-    if mlm["heldout_loss_after"] is not None:
-        heldout = (f"held-out masked-LM loss {mlm['heldout_loss_before']:.2f} -> {mlm['heldout_loss_after']:.2f} "
-                   f"on {mlm['heldout_sentences']} unseen kowiki sentences")
-    model_line = (f"BERT {size.layers} layers x {size.hidden} hidden, {size.heads} heads, FFN {size.intermediate}, "
-                  f"WordPiece vocab {mlm['vocab_size']} trained on the same sentences; "
-                  f"{mlm['parameters'] / 1e6:.1f}M parameters. MLM: lr {mlm['learning_rate']}, 10% warmup then "
-                  f"linear decay, masking 15%, bf16 on CPU, {mlm['sentences_per_s']:.0f} sentences/s; "
-                  f"final train loss {mlm['train_loss']:.2f}, {heldout}.")
-
-    mlm_lines = [f"{mlm_name}. Budget: {mlm_budget}.", "", model_line, "",
-                 "Mean pooling is the row; [CLS] pooling (what the SimCSE row embeds with) is shown below it.", ""]
-    for task, metrics in out["mlm_results"].items():
-        table = markdown_table({mlm_name: metrics, "same model, [CLS] pooling": out["mlm_results_cls"][task]})
-        mlm_lines += [f"**{task}**", "", table, ""]
     name = simcse_name + (" [no checkpoint beat the start on dev: starting weights kept]"
                           if summary["kept_initial_model"] else "")
-    curve = dev_curve(settings["output_dir"])
-    pooling = f"{settings['pooler']} pooling"
-    if settings["pooler"] == "cls" and settings["mlp_only_train"]:
-        pooling += " with the MLP head in training only"
-    simcse_lines = [f"{name}. Budget: {budget}.", "", model_line, "",
-                    f"SimCSE: unsupervised, {pooling}, temperature {settings['temperature']}, "
-                    f"lr {settings['learning_rate']}, max length {settings['max_length']}, "
-                    f"{summary['sentences_per_s']:.0f} sentences/s (its dev evaluations included); "
-                    f"best dev checkpoint: {summary['best_checkpoint'] or 'the starting model'}.", "",
-                    f"{settings['eval_task']} cosine Spearman during SimCSE (step: score): "
-                    + ", ".join(f"{step}: {score:.2f}" for step, score in curve) + ".", ""]
-    for task, metrics in summary["results"].items():
-        simcse_lines += [f"**{task}**", "", markdown_table({name: metrics}), ""]
     simcse_summary = {k: v for k, v in summary.items() if k != "results"}
     return [
-        ("train_scratch_mini_mlm", f"Trained row: {mlm_name}", "\n".join(mlm_lines),
+        ("train_scratch_mini_mlm", f"Trained row: {mlm_name}",
          {"row_name": mlm_name, "results": out["mlm_results"], "results_cls_pooling": out["mlm_results_cls"],
-          "budget": mlm_budget, "mlm": mlm}),
-        (result_name(settings["pooler"]), f"Trained row: {name}", "\n".join(simcse_lines),
+          "budget": mlm_budget, "mlm": mlm, "size": asdict(size)}),
+        (result_name(settings["pooler"]), f"Trained row: {name}",
          {"row_name": name, "results": summary["results"], "budget": budget, "mlm": mlm, "summary": simcse_summary,
-          "settings": settings, "dev_curve": curve, "mlm_only_results": out["mlm_results"]}),
+          "settings": settings, "dev_curve": dev_curve(settings["output_dir"]), "mlm_only_results": out["mlm_results"],
+          "size": asdict(size)}),
     ]
 
 
@@ -375,8 +351,10 @@ def main(argv=None) -> None:
             out = run_row(smoke_corpus(tmp), tmp / "runs", size=size, mlm_steps=5, simcse_steps=4,
                           mlm_lr=args.mlm_lr, simcse_lr=args.simcse_lr, pooler=args.pooler, heldout=64,
                           tasks=sampled_tasks(TASKS, 100))
-            for name, title, markdown, data in render(out, size, time.perf_counter() - start):
-                print(f"\n== {name} (smoke, not saved): {title}\n{markdown}")
+            from benchmarks.render import section
+
+            for name, title, data in rows(out, size, time.perf_counter() - start):
+                print(f"\n== {name} (smoke, not saved)\n" + section({"name": name, "title": title, "data": data}))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -401,11 +379,11 @@ def main(argv=None) -> None:
                + (f" --simcse_lr {args.simcse_lr}" if args.simcse_lr != 1e-4 else "")
                + (f" --pooler {args.pooler}" if args.pooler != "cls" else "")
                + (" --reuse_mlm" if args.reuse_mlm else ""))
-    for name, title, markdown, data in render(out, size, total):
+    for name, title, data in rows(out, size, total):
         if reuse and name.endswith("_mlm"):
             continue  # unchanged: keep the file (and date) of the run that trained it
         wall = out["mlm"]["wall_time_s"] + out["mlm"]["eval_s"] if name.endswith("_mlm") else total
-        path = save_result(name, title, markdown, wall, data=data, command=command, order=40)
+        path = save_result(name, title, wall, data=data, command=command, order=40)
         print(f"wrote {path}")
 
 

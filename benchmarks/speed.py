@@ -3,8 +3,10 @@
 Run: python -m benchmarks.speed [--repeats 3] [--train-steps 10] [--encode-sentences 256]
 Every measurement runs in its own subprocess (so its peak RSS is its own), sides alternate
 A, B, A, B … and each repeat gives one ratio; the table shows min/median/max of the ratios. Same
-model, data, precision (bf16 autocast), batch and max length on both sides. Only ratios count on
-a shared machine: absolute sentences/s move with the other processes' load.
+model, data, precision, batch and max length on both sides; the precision is what ``auto`` picks on this
+machine (kosimcse.precision): bf16 only where the CPU runs it natively. Where it does not, the bf16 rows
+(SentenceTransformer under bf16 autocast, the bf16 matmul peak) are skipped and the result says why.
+Only ratios count on a shared machine: absolute sentences/s move with the other processes' load.
 """
 
 from __future__ import annotations
@@ -23,12 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import E5_PATH, MINI_SHAPE, load_tokenizer, write_random_model_dir
+from benchmarks.harness import E5_PATH, MINI_SHAPE, load_tokenizer, model_folder, write_random_model_dir
 
 RESULT_MARK = "BENCH-RESULT "
-TRAIN_TARGET = 1.5
-ENCODE_TARGET = 2.0
-COSINE_TARGET = 0.999
 
 
 # ---------------------------------------------------------------- workers (one side, one subprocess)
@@ -78,7 +77,7 @@ class _StepClock:
 
 def _train_common_args(spec: dict, out: str) -> dict:
     return dict(output_dir=out, per_device_train_batch_size=spec["batch"], max_steps=spec["warmup"] + spec["steps"],
-                learning_rate=5e-5, bf16=True, use_cpu=True, report_to=[], save_strategy="no", logging_steps=10_000,
+                learning_rate=5e-5, use_cpu=True, report_to=[], save_strategy="no", logging_steps=10_000,
                 dataloader_drop_last=True, seed=42, disable_tqdm=True)
 
 
@@ -95,7 +94,8 @@ def train_kosimcse_worker(spec: dict) -> dict:
         margs, dargs, targs = load_recipe(None, dict(
             model_name_or_path=spec["model"], pooler="mean", max_length=spec["max_length"],
             freeze_embeddings=spec.get("freeze", False), train_file=spec["sentences_file"], eval_strategy="no",
-            load_best_model_at_end=False, metric_for_best_model=None, disable_tqdm=True, **common))
+            load_best_model_at_end=False, metric_for_best_model=None, disable_tqdm=True,
+            precision=spec["precision"], **common))
         model, tokenizer, _ = build_model(margs)
         clock = _StepClock(model.encoder)
         dataset = build_train_dataset(dargs, targs)
@@ -124,7 +124,7 @@ def train_st_worker(spec: dict) -> dict:
     encoder = transformer.auto_model
     clock = _StepClock(encoder)
     with tempfile.TemporaryDirectory() as out:
-        args = SentenceTransformerTrainingArguments(**_train_common_args(spec, out))
+        args = SentenceTransformerTrainingArguments(**_train_common_args(spec, out), bf16=spec["precision"] == "bf16")
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                              loss=MultipleNegativesRankingLoss(model), callbacks=[clock.callback()])
         trainer.train()
@@ -151,7 +151,7 @@ def encode_kosimcse_worker(spec: dict) -> dict:
 
     texts = json.loads(Path(spec["texts_file"]).read_text(encoding="utf-8"))
     enc = KoSimCSE.from_pretrained(spec["model"], pooling="mean", prefix=spec["prefix"], max_length=spec["max_length"],
-                                   dtype=spec.get("dtype", "bf16"), device="cpu")
+                                   dtype=spec["dtype"], device="cpu")
     rates, emb = _time_encode(lambda t, b: enc.encode(t, batch_size=b, show_progress=False), texts, spec["batch_sizes"])
     np.save(spec["embeddings_out"], emb)
     return {"sentences_per_s": rates, "peak_rss_mb": _peak_rss_mb()}
@@ -205,12 +205,13 @@ def run_worker(spec: dict, timeout: float = 900) -> dict:
 
 # ---------------------------------------------------------------- orchestration
 
-def matmul_peak_tflops(n: int = 2048, iters: int = 10) -> float:
-    """Measured bf16 matmul throughput (TFLOP/s) of an n x n GEMM on this CPU, now."""
+def matmul_peak_tflops(precision: str, n: int = 2048, iters: int = 10) -> float:
+    """Measured matmul throughput (TFLOP/s) of an n x n GEMM in ``precision`` (bf16 or fp32) on this CPU, now."""
     import torch
 
-    a = torch.randn(n, n, dtype=torch.bfloat16)
-    b = torch.randn(n, n, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     t0 = time.perf_counter()
@@ -235,20 +236,18 @@ def ratio_stats(a: list[float], b: list[float]) -> dict:
     return {"ratios": ratios, "min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
 
 
-def _fmt_ratio(s: dict) -> str:
-    return f"**{s['median']:.2f}x** ({s['min']:.2f} / {s['max']:.2f})"
+def flop_utilisation(runs: list[dict], peak_tflops: float) -> float | None:
+    """Median of 6 x non-embedding parameters x tokens / seconds over the peak; None when a side counted no tokens."""
+    if any(r["tokens"] == 0 for r in runs):
+        return None
+    return statistics.median(6 * r["nonembedding_params"] * r["tokens"] / r["seconds"] / 1e12 / peak_tflops
+                             for r in runs)
 
 
-def _verdict(s: dict, target: float) -> str:
-    if s["min"] >= target:
-        return f"met (every repeat >= {target}x)"
-    if s["median"] >= target:
-        return f"met at the median ({s['median']:.2f}x), not in every repeat (min {s['min']:.2f}x)"
-    return f"missed: median {s['median']:.2f}x is {target / s['median']:.2f}x short of {target}x"
-
-
-def training_section(models: dict[str, str], sentences_file: str, spec: dict, repeats: int, log=print) -> tuple[str, dict]:
-    rows, data, peaks = [], {}, []
+def training_section(models: dict[str, str], sentences_file: str, spec: dict, repeats: int, matmul_n: int = 2048,
+                     log=print) -> dict:
+    """Alternating training runs per model; FLOP utilisation against the matmul peak in the precision used."""
+    data, peaks = {}, []
     for model_label, model_path in models.items():
         base = dict(spec, model=model_path, sentences_file=sentences_file)
         sides = {
@@ -257,111 +256,72 @@ def training_section(models: dict[str, str], sentences_file: str, spec: dict, re
             "sentence-transformers MNRL": dict(base, kind="train-st"),
         }
         log(f"training throughput, {model_label}")
-        peaks.append(matmul_peak_tflops())
+        peaks.append(matmul_peak_tflops(spec["precision"], matmul_n))
         runs = alternate(sides, repeats, log)
-        peaks.append(matmul_peak_tflops())
+        peaks.append(matmul_peak_tflops(spec["precision"], matmul_n))
         st = [r["sentences_per_s"] for r in runs["sentence-transformers MNRL"]]
-        entry = {"runs": runs}
+        data[model_label] = {"runs": runs}
         for ours in ("kosimcse", "kosimcse (frozen embeddings)"):
-            stats = ratio_stats([r["sentences_per_s"] for r in runs[ours]], st)
-            entry[ours] = stats
-            rows.append((model_label, ours, stats, runs[ours], runs["sentence-transformers MNRL"]))
-        data[model_label] = entry
-    peak = max(peaks)
-    lines = ["| model | ours | ours / sentence-transformers (median, min / max) | ours sent/s (median) | "
-             "ST sent/s (median) | ours peak RSS (MB) | ST peak RSS (MB) | ours FLOP util. | ST FLOP util. | target 1.5x |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-
-    def util(runs_):  # 0 tokens means the hook saw nothing: no estimate rather than a false 0%
-        if any(r["tokens"] == 0 for r in runs_):
-            return float("nan")
-        return statistics.median(6 * r["nonembedding_params"] * r["tokens"] / r["seconds"] / 1e12 / peak for r in runs_)
-
-    for model_label, ours, stats, ours_runs, st_runs in rows:
-        lines.append(
-            f"| {model_label} | {ours} | {_fmt_ratio(stats)} | "
-            f"{statistics.median(r['sentences_per_s'] for r in ours_runs):.1f} | "
-            f"{statistics.median(r['sentences_per_s'] for r in st_runs):.1f} | "
-            f"{max(r['peak_rss_mb'] for r in ours_runs):.0f} | {max(r['peak_rss_mb'] for r in st_runs):.0f} | "
-            f"{util(ours_runs):.1%} | {util(st_runs):.1%} | {_verdict(stats, TRAIN_TARGET)} |")
-        data[model_label][ours]["flop_utilisation_median"] = util(ours_runs)
-        data[model_label]["st_flop_utilisation_median"] = util(st_runs)
-    text = (f"Batch {spec['batch']} sentences (each encoded twice: SimCSE's two dropout views), max length "
-            f"{spec['max_length']}, bf16 autocast, mean pooling, AdamW lr 5e-5; {spec['warmup']} warm-up steps, then "
-            f"{spec['steps']} timed steps; {repeats} alternating repeats, each side in its own process. Our side is the "
-            "`kosimcse train` path (SimCSEModel, ContrastiveCollator, SimCSETrainer); the other is "
-            "SentenceTransformerTrainer + MultipleNegativesRankingLoss on (s, s) pairs (sbert.net's SimCSE recipe).\n\n"
-            + "\n".join(lines)
-            + f"\n\nFLOP utilisation = 6 x non-embedding parameters x tokens (padded, both views; forward 2 + backward 4 "
-              f"FLOPs per weight per token, attention score FLOPs left out) / timed seconds, divided by the measured "
-              f"peak of a 2048x2048 bf16 matmul in this run: {peak:.2f} TFLOP/s (measured {len(peaks)} times, "
-              f"{min(peaks):.2f} to {max(peaks):.2f}). \"Same quality\" is not measured in this short run: the "
-              "trained rows of the quality table carry it.")
+            data[model_label][ours] = ratio_stats([r["sentences_per_s"] for r in runs[ours]], st)
+    for model_label in models:
+        entry = data[model_label]
+        for ours in ("kosimcse", "kosimcse (frozen embeddings)"):
+            entry[ours]["flop_utilisation_median"] = flop_utilisation(entry["runs"][ours], max(peaks))
+        entry["st_flop_utilisation_median"] = flop_utilisation(entry["runs"]["sentence-transformers MNRL"], max(peaks))
     data["matmul_peak_tflops"] = peaks
-    return text, data
+    data["matmul_precision"] = spec["precision"]
+    data["matmul_n"] = matmul_n
+    return data
 
 
-def encoding_section(model: str, texts: list[str], prefix: str, batch_sizes: dict, repeats: int, workdir: Path,
-                     fp32_reference: dict | None, log=print) -> tuple[str, dict]:
+def encoding_section(model: str, model_label: str, texts: list[str], prefix: str, batch_sizes: dict, repeats: int,
+                     workdir: Path, precision: str, bf16_native: bool, fp32_reference: dict | None,
+                     log=print) -> dict:
     texts_file = workdir / "encode_texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     base = dict(model=model, texts_file=str(texts_file), prefix=prefix, max_length=128, batch_sizes=batch_sizes)
+    ours = f"kosimcse {precision}"
     sides = {
-        "kosimcse bf16": dict(base, kind="encode-kosimcse", dtype="bf16", embeddings_out=str(workdir / "ours.npy")),
+        ours: dict(base, kind="encode-kosimcse", dtype=precision, embeddings_out=str(workdir / "ours.npy")),
         "SentenceTransformer fp32": dict(base, kind="encode-st", autocast=False, embeddings_out=str(workdir / "st32.npy")),
-        "SentenceTransformer bf16 autocast": dict(base, kind="encode-st", autocast=True,
-                                                  embeddings_out=str(workdir / "st16.npy")),
     }
+    if bf16_native:
+        sides["SentenceTransformer bf16 autocast"] = dict(base, kind="encode-st", autocast=True,
+                                                          embeddings_out=str(workdir / "st16.npy"))
     log("encoding throughput")
     runs = alternate(sides, repeats, log)
-    ours, st32 = np.load(workdir / "ours.npy"), np.load(workdir / "st32.npy")
-    cos = (ours * st32).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(st32, axis=1))
-    data = {"runs": runs, "cosine_vs_fp32": {"min": float(cos.min()), "mean": float(cos.mean()), "n": int(len(cos))}}
-    lines = ["| batch | kosimcse bf16 vs | ratio (median, min / max) | kosimcse sent/s | other sent/s | target 2x |",
-             "|---:|---|---:|---:|---:|---|"]
+    ours_emb, st32 = np.load(workdir / "ours.npy"), np.load(workdir / "st32.npy")
+    cos = (ours_emb * st32).sum(1) / (np.linalg.norm(ours_emb, axis=1) * np.linalg.norm(st32, axis=1))
+    data = {"runs": runs, "ours": ours, "model": model_label, "prefix": prefix, "max_length": 128,
+            "batch_sizes": batch_sizes, "repeats": repeats,
+            "cosine_vs_fp32": {"min": float(cos.min()), "mean": float(cos.mean()), "n": int(len(cos))}}
     for batch in batch_sizes:
-        for other in ("SentenceTransformer fp32", "SentenceTransformer bf16 autocast"):
-            stats = ratio_stats([r["sentences_per_s"][batch] for r in runs["kosimcse bf16"]],
-                                [r["sentences_per_s"][batch] for r in runs[other]])
-            data[f"batch {batch} vs {other}"] = stats
-            lines.append(f"| {batch} | {other} | {_fmt_ratio(stats)} | "
-                         f"{statistics.median(r['sentences_per_s'][batch] for r in runs['kosimcse bf16']):.1f} | "
-                         f"{statistics.median(r['sentences_per_s'][batch] for r in runs[other]):.1f} | "
-                         f"{_verdict(stats, ENCODE_TARGET)} |")
-    rss = " / ".join(f"{label} {max(r['peak_rss_mb'] for r in rs):.0f} MB" for label, rs in runs.items())
-    cos_ok = "met" if cos.min() >= COSINE_TARGET else f"missed (min {cos.min():.4f} < {COSINE_TARGET})"
-    text = (f"Model `{model}`, mean pooling, prefix {prefix!r}, max length 128, the first "
-            f"{max(batch_sizes.values())} KorSTS-test sentences (batch 1: the first {min(batch_sizes.values())}); "
-            f"one warm-up call, then one timed call per side; {repeats} alternating repeats. kosimcse sorts by length "
-            "and runs under bf16 autocast; SentenceTransformer.encode is timed as users run it (fp32) and under "
-            "`torch.autocast(bfloat16)`.\n\n" + "\n".join(lines)
-            + f"\n\nPeak RSS (whole process, model included): {rss}.\n\n"
-              f"Cosine of kosimcse bf16 embeddings against SentenceTransformer fp32 ones, same sentences: min "
-              f"{cos.min():.5f}, mean {cos.mean():.5f} over {len(cos)} sentences (target >= {COSINE_TARGET}: {cos_ok}).")
+        for other in sides:
+            if other != ours:
+                data[f"batch {batch} vs {other}"] = ratio_stats([r["sentences_per_s"][batch] for r in runs[ours]],
+                                                               [r["sentences_per_s"][batch] for r in runs[other]])
     if fp32_reference:
-        text += (f" KorSTS-test cosine Spearman bf16 {fp32_reference['bf16']:.2f} vs fp32 {fp32_reference['fp32']:.2f} "
-                 f"(drop {fp32_reference['fp32'] - fp32_reference['bf16']:.2f}; from `{fp32_reference['source']}`).")
-    return text, data
+        data["fp32_reference"] = fp32_reference
+    return data
 
 
-def prepare_section(results_dir: Path) -> tuple[str, dict]:
+def prepare_section(results_dir: Path) -> dict:
     path = results_dir / "prepare.json"
     if not path.is_file():
-        return "No `prepare.json` result yet: run `python -m benchmarks.prepare_speed`.", {}
+        return {}
     prep = json.loads(path.read_text(encoding="utf-8"))
-    s = prep["data"].get("summary", {})
-    text = (f"From `{prep['command']}` ({prep['date']}; not re-run by the quick benchmark): the kowiki extract + STS "
-            f"train sentences prepared in {s.get('wall_time_s')} s, {s.get('sentences_kept', 0):,} sentences kept "
-            f"({s.get('sentences_per_s')} sentences/s, {s.get('kowiki_paragraphs_per_s')} kowiki paragraphs/s), peak RSS "
-            f"{s.get('peak_rss_mb')} MB, {s.get('workers')} workers. Details in its own section.")
-    return text, {"from": str(path.name), "summary": s}
+    return {"from": path.name, "command": prep["command"], "date": prep["date"],
+            "summary": prep["data"].get("summary", {})}
 
 
 def _bf16_fp32_reference(results_dir: Path) -> dict | None:
     path = results_dir / "eval_e5.json"
     if not path.is_file():
         return None
-    rows = json.loads(path.read_text(encoding="utf-8"))["data"]["results"].get("korsts-test", {})
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    if data.get("dtype") != "bf16":
+        return None  # no bf16 rows: the e5 evaluation ran in fp32 here
+    rows = data["results"].get("korsts-test", {})
     bf16 = next((m for name, m in rows.items() if "query" in name and "fp32" not in name), None)
     fp32 = next((m for name, m in rows.items() if "fp32" in name), None)
     if not bf16 or not fp32:
@@ -391,6 +351,7 @@ def run(smoke: bool = False, repeats: int = 3, train_steps: int = 10, warmup: in
         max_length: int = 32, encode_n: int = 256, encode_n1: int = 16, e5: str = E5_PATH, include_e5_training: bool = True,
         command: str | None = None, log=print) -> dict:
     from kosimcse.data.tasks import load_sts_task
+    from kosimcse.precision import cpu_bf16_native, resolve_precision
 
     from benchmarks.common import save_result
     from benchmarks.harness import current_results_dir, tiny_tokenizer
@@ -399,6 +360,10 @@ def run(smoke: bool = False, repeats: int = 3, train_steps: int = 10, warmup: in
     IN_PROCESS = smoke
     start = time.perf_counter()
     results_dir = current_results_dir()
+    precision = resolve_precision("auto", "cpu")
+    bf16_native, bf16_why = cpu_bf16_native()
+    skipped = {} if bf16_native else {
+        "bf16 rows": f"not measured: {bf16_why} (SentenceTransformer under bf16 autocast, the bf16 matmul peak)"}
     with tempfile.TemporaryDirectory(prefix="kosimcse-speed-") as tmp:
         tmp = Path(tmp)
         sentences_file = tmp / "train.txt"
@@ -407,27 +372,28 @@ def run(smoke: bool = False, repeats: int = 3, train_steps: int = 10, warmup: in
             tok, shape = tiny_tokenizer(), {"layers": 1, "hidden": 32, "heads": 2}
             mini = write_random_model_dir(tmp / "mini", tok, seed=0, **shape)
             train_models = {"tiny 1x32 (random)": str(mini)}
-            encode_model, prefix = str(mini), ""
+            encode_model, encode_label, prefix = str(mini), "tiny 1x32 (random)", ""
         else:
             shape = MINI_SHAPE
+            e5_folder = str(model_folder(e5))
             mini = write_random_model_dir(tmp / "mini", load_tokenizer(e5), seed=0, **shape)
             train_models = {f"mini {shape['layers']}x{shape['hidden']} (random init, e5 tokenizer)": str(mini)}
             if include_e5_training:
-                train_models = {"multilingual-e5-small": e5, **train_models}
-            encode_model, prefix = e5, "query: "
-        spec = dict(batch=batch, max_length=max_length, steps=train_steps, warmup=warmup)
-        train_text, train_data = training_section(train_models, str(sentences_file), spec, repeats, log)
+                train_models = {"multilingual-e5-small": e5_folder, **train_models}
+            encode_model, encode_label, prefix = e5_folder, str(e5), "query: "
+        spec = dict(batch=batch, max_length=max_length, steps=train_steps, warmup=warmup, precision=precision.name)
+        # A smoke run checks plumbing: a small GEMM is enough for the peak.
+        train_data = training_section(train_models, str(sentences_file), spec, repeats, 256 if smoke else 2048, log)
         pairs = load_sts_task("korsts-test")
         texts = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))[:encode_n]
-        enc_text, enc_data = encoding_section(encode_model, texts, prefix, {"128": encode_n, "1": encode_n1}, repeats,
-                                              tmp, None if smoke else _bf16_fp32_reference(results_dir), log)
-    prep_text, prep_data = prepare_section(results_dir)
+        enc_data = encoding_section(encode_model, encode_label, texts, prefix, {"128": encode_n, "1": encode_n1},
+                                    repeats, tmp, precision.name, bf16_native,
+                                    None if smoke else _bf16_fp32_reference(results_dir), log)
     wall = time.perf_counter() - start
-    markdown = (f"### Training throughput\n\n{train_text}\n\n### Encoding throughput\n\n{enc_text}\n\n"
-                f"### Corpus preparation\n\n{prep_text}\n")
-    data = {"training": train_data, "encoding": enc_data, "prepare": prep_data,
+    data = {"training": train_data, "encoding": enc_data, "prepare": prepare_section(results_dir),
+            "precision": {"name": precision.name, "reason": precision.reason}, "skipped": skipped,
             "settings": dict(spec, repeats=repeats, encode_n=encode_n, encode_n1=encode_n1, smoke=smoke)}
-    save_result("speed", "Speed: kosimcse vs sentence-transformers (ratios from alternating runs)", markdown, wall,
+    save_result("speed", "Speed: kosimcse vs sentence-transformers (ratios from alternating runs)", wall,
                 data=data, order=40,
                 command=command or " ".join(["python -m benchmarks.speed", *map(shlex.quote, sys.argv[1:])]))
     return data
@@ -442,7 +408,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--encode-sentences", type=int, default=256)
     parser.add_argument("--encode-sentences-batch1", type=int, default=16)
-    parser.add_argument("--model", default=E5_PATH)
+    parser.add_argument("--model", default=E5_PATH,
+                        help="e5 model folder or alias (default: $KOSIMCSE_E5_PATH or e5-small-airgap)")
     parser.add_argument("--no-e5-training", action="store_true", help="train-time comparison on the mini model only")
     args = parser.parse_args(argv)
     if args.worker:

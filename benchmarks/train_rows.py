@@ -18,7 +18,7 @@ from benchmarks.common import save_result
 RUNS = Path("runs/bench")
 E5 = dict(model_name_or_path="e5-small-airgap", pooler="avg", prefix="query: ", mlp_only_train=False,
           freeze_embeddings=True, temperature=0.05)
-COMMON = dict(bf16=True, report_to=[], disable_tqdm=True, eval_on_start=True, warmup_steps=0, logging_steps=10,
+COMMON = dict(precision="auto", report_to=[], disable_tqdm=True, eval_on_start=True, warmup_steps=0, logging_steps=10,
               seed=42, report_tasks=["korsts-dev", "korsts-test", "klue-sts-dev"])
 
 
@@ -65,25 +65,14 @@ def dev_curve(output_dir: str) -> list[tuple[int, float]]:
 
 
 def save_row(row: str, name: str, settings: dict, summary: dict, wall: float, steps: int) -> None:
-    from kosimcse.evaluation.sts import markdown_table
-
-    curve = dev_curve(settings["output_dir"])
     if summary["kept_initial_model"]:
         name += " [no checkpoint qualified on dev: starting weights kept]"
     elif settings.get("selection_tolerance"):
         name += f" [latest checkpoint within {settings['selection_tolerance']:g} KorSTS-dev points of the start]"
-    lines = [f"{name}. Budget: {summary['global_step']} steps × batch {settings['per_device_train_batch_size']}"
-             f" ({'triplets' if settings['objective'] == 'sup' else 'sentences'}), lr {settings['learning_rate']},"
-             f" frozen token embeddings, bf16 on CPU; {summary['sentences_per_s']:.1f} examples/s;"
-             f" best dev checkpoint: {summary['best_checkpoint'] or 'the starting model'}"
-             f" (kept starting weights: {summary['kept_initial_model']}).", "",
-             "KorSTS dev cosine Spearman during training (step: score): "
-             + ", ".join(f"{step}: {score:.2f}" for step, score in curve) + ".", ""]
-    for task, metrics in summary["results"].items():
-        lines += [f"**{task}**", "", markdown_table({name: metrics}), ""]
-    save_result(f"train_{row}", f"Trained row: {name}", "\n".join(lines), wall,
+    save_result(f"train_{row}", f"Trained row: {name}", wall,
                 data={"row_name": name, "results": summary["results"], "summary": {
-                    k: v for k, v in summary.items() if k != "results"}, "settings": settings, "dev_curve": curve},
+                    k: v for k, v in summary.items() if k != "results"}, "settings": settings,
+                    "dev_curve": dev_curve(settings["output_dir"])},
                 command=f"python -m benchmarks.train_rows --rows {row} --steps {steps}", order=40)
 
 

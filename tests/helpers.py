@@ -36,28 +36,34 @@ def korean_sample_texts(limit: int = 3000) -> list[str]:
 
 
 def make_tiny_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 2000, model_max_length: int = 128):
-    """A fast BERT-style WordPiece tokenizer trained on the fly; returns a transformers tokenizer."""
+    """A fast BERT-style WordPiece tokenizer trained on the fly (KorSTS dev by default); a transformers tokenizer."""
+    from kosimcse.modeling.tokenizer import train_wordpiece_tokenizer
+
+    texts = list(vocab_texts) if vocab_texts is not None else korean_sample_texts()
+    return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=model_max_length)
+
+
+def make_tiny_sentencepiece_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 1500,
+                                      model_max_length: int = 128):
+    """A fast SentencePiece-style (Unigram + Metaspace "▁") tokenizer like XLM-R's and e5's, trained on the fly."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = list(vocab_texts) if vocab_texts is not None else korean_sample_texts()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    # strip_accents=False: NFD would break Hangul syllables into jamo.
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                            show_progress=False))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    texts = list(vocab_texts) if vocab_texts is not None else korean_sample_texts(1000)
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                          unk_token="<unk>", show_progress=False))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=model_max_length, model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", mask_token="<mask>", model_max_length=model_max_length,
+        model_input_names=["input_ids", "attention_mask"])
 
 
 def make_tiny_model_dir(path, vocab_texts: Iterable[str] | None = None, hidden: int = 32, layers: int = 2,

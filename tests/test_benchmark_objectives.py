@@ -58,3 +58,30 @@ def test_mini_start_without_its_pretrained_folder_says_how_to_build_it(tmp_path,
     monkeypatch.setattr(harness, "MINI_DIR", tmp_path / "absent")
     with pytest.raises(SystemExit, match="benchmarks.scratch_row"):
         harness.main(["--start", "mini", "--smoke"])
+
+
+def test_multitask_stages_chain_through_kosimcse_stage_expansion(tmp_path, monkeypatch):
+    """Stage 2 starts from stage 1's exported best model, in its own folder, without re-evaluating the start."""
+    import benchmarks.objectives as harness
+    from kosimcse.training import args as training_args
+    from kosimcse.training import run
+
+    calls = []
+
+    def fake_train(settings):
+        calls.append(settings)
+        return {"results": {"korsts-dev": {"cosine_spearman": 80.0}}, "kept_initial_model": False,
+                "best_checkpoint": "checkpoint-2", "precision": "fp32"}
+
+    monkeypatch.setattr(harness, "RUNS", tmp_path)
+    monkeypatch.setattr(training_args, "load_recipe", lambda path, settings: (settings,))
+    monkeypatch.setattr(run, "train", fake_train)
+    out = harness.run_objective("multitask_cosent", 42, _args(batch=8, smoke=False, evals=2, start="e5", reuse=False,
+                                                              no_eval_on_start=False), Path("data"))
+    first, second = calls
+    assert (first["objective"], second["objective"]) == ("sup", "sts")
+    assert first["output_dir"] == str(tmp_path / "multitask_cosent-s42" / "stage1-sup")
+    assert second["model_name_or_path"] == str(Path(first["output_dir"]) / run.BEST_DIR)
+    assert first["eval_on_start"] is True and second["eval_on_start"] is False
+    assert first["precision"] == second["precision"] == "auto"
+    assert out["precision"] == "fp32" and out["best_checkpoint"] == "checkpoint-2"

@@ -36,7 +36,8 @@ def test_scratch_row_plumbing_on_a_tiny_budget(tmp_path, one_thread, scratch_tas
     from transformers import AutoModel, AutoTokenizer
 
     from benchmarks.quality import collect
-    from benchmarks.scratch_row import TASKS, MiniBert, render, run_row
+    from benchmarks.render import section
+    from benchmarks.scratch_row import TASKS, MiniBert, rows, run_row
 
     sentences = korean_sample_texts(400)
     train_file = tmp_path / "sentences.txt"
@@ -73,19 +74,19 @@ def test_scratch_row_plumbing_on_a_tiny_budget(tmp_path, one_thread, scratch_tas
     assert out["simcse"]["global_step"] == 2 and (tmp_path / "runs" / "simcse" / "best").is_dir()
 
     # The two rows have the shape benchmarks.quality collects (row_name, results, budget).
-    rows = render(out, size, total_s=60.0)
-    assert [name for name, *_ in rows] == ["train_scratch_mini_mlm", "train_scratch_mini"]
+    made = rows(out, size, total_s=60.0)
+    assert [name for name, *_ in made] == ["train_scratch_mini_mlm", "train_scratch_mini"]
     (tmp_path / "results").mkdir()
-    for name, title, markdown, data in rows:
+    for name, title, data in made:
         assert data["budget"].startswith("MLM 3 steps x 8") and "CPU cores" in data["budget"]
-        assert data["row_name"] in markdown
+        assert data["row_name"] in section({"name": name, "title": title, "data": data})
         # Back to the real task names, which are the ones the quality table lists.
         data = dict(data, results={task.rsplit("-sample", 1)[0]: m for task, m in data["results"].items()})
         (tmp_path / "results" / f"{name}.json").write_text(
             json.dumps({"command": "python -m benchmarks.scratch_row", "title": title, "data": data}), encoding="utf-8")
-    assert "SimCSE 2 steps x 8" in rows[1][3]["budget"]
+    assert "SimCSE 2 steps x 8" in made[1][2]["budget"]
     tables, sources = collect(tmp_path / "results")
-    for _, _, _, data in rows:
+    for _, _, data in made:
         assert sources[data["row_name"]].startswith(f"trained ({data['budget']})")
         assert all(len(tables[task][data["row_name"]]) == 8 for task in TASKS)
     assert _snapshot(RESULTS_DIR) == before, "the scratch row touched benchmarks/results"

@@ -26,7 +26,8 @@ def test_smoke_run_writes_tables_only_into_its_folder(tmp_path):
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text(encoding="utf-8"))
         assert result["command"].startswith("python -m benchmarks.run --smoke")
-        assert {"nproc", "cpu", "torch"} <= set(result["machine"])
+        assert {"nproc", "cpu", "torch", "cpu_flags", "precision_auto"} <= set(result["machine"])
+        assert "markdown" not in result  # data only: benchmarks.render writes the tables
 
     quality = json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))
     tables = quality["data"]["tables"]
@@ -40,18 +41,46 @@ def test_smoke_run_writes_tables_only_into_its_folder(tmp_path):
     assert not any("published" in r for r in tables["korsts-dev"])
 
     speed = json.loads((tmp_path / "speed.json").read_text(encoding="utf-8"))["data"]
-    for model_runs in (v for k, v in speed["training"].items() if k != "matmul_peak_tflops"):
+    for model_runs in (v for v in speed["training"].values() if isinstance(v, dict)):
         stats = model_runs["kosimcse"]
         assert stats["min"] <= stats["median"] <= stats["max"] and stats["min"] > 0
         # FLOP utilisation needs the token count of every side, sentence-transformers included.
         assert all(r["tokens"] > 0 for runs in model_runs["runs"].values() for r in runs)
     cosine = speed["encoding"]["cosine_vs_fp32"]
     assert 0.9 < cosine["min"] <= cosine["mean"] <= 1.0 + 1e-6
+    # bf16 is timed only where it is native; elsewhere its rows are skipped, with the reason in the result.
+    from kosimcse.precision import cpu_bf16_native
+
+    native, _ = cpu_bf16_native()
+    assert speed["precision"]["name"] == ("bf16" if native else "fp32")
+    assert speed["training"]["matmul_precision"] == speed["precision"]["name"]
+    assert ("SentenceTransformer bf16 autocast" in speed["encoding"]["runs"]) is native
+    assert bool(speed["skipped"]) is not native
 
     doc = out.read_text(encoding="utf-8")
     for heading in ("## Quality", "**korsts-test**", "**klue-sts-dev**", "### Training throughput",
                     "### Encoding throughput", "| Model | Cosine Pearson |", "published, not measured here"):
         assert heading in doc, heading
+    assert native or "Skipped, bf16 rows: not measured" in doc
+
+
+def test_smoke_speed_never_times_bf16_where_it_is_emulated(tmp_path, monkeypatch):
+    """Without native bf16 (e.g. ONEDNN_MAX_CPU_ISA=AVX2) no bf16 GEMM or bf16 encode runs: each is ~20x slower."""
+    from benchmarks import speed
+    from benchmarks.harness import results_dir
+    from kosimcse import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: (False, "no AMX or AVX512-BF16 (test)"))
+    timed = []
+    real_peak = speed.matmul_peak_tflops
+    monkeypatch.setattr(speed, "matmul_peak_tflops", lambda p, n=2048, iters=10: timed.append(p) or real_peak(p, 64, 1))
+    with results_dir(tmp_path):
+        data = speed.run(smoke=True, repeats=1, train_steps=1, warmup=1, batch=4, max_length=16, encode_n=8,
+                         encode_n1=2, log=lambda *_: None)
+    assert set(timed) == {"fp32"}
+    assert data["precision"]["name"] == "fp32"
+    assert list(data["encoding"]["runs"]) == ["kosimcse fp32", "SentenceTransformer fp32"]
+    assert "no AMX or AVX512-BF16 (test)" in data["skipped"]["bf16 rows"]
 
 
 def test_sparse_tfidf_metrics_equal_dense_sts_metrics():

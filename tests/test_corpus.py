@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kosimcse.data.corpus import check_stats, default_sources, load_eval_sentences, prepare_corpus
+from kosimcse.data.corpus import check_stats, default_sources, prepare_corpus
+from kosimcse.data.korean import normalize
 from kosimcse.data.nli import TripletReport, build_triplets
 from kosimcse.data.readers import read_klue_nli_dacon_csv
 from kosimcse.data.records import NliPair
+from kosimcse.data.tasks import DEFAULT_EVAL_SETS, eval_sentences
 from kosimcse.errors import DataError
 
 PLANTED = "검은 개가 하얀 눈밭 위를 힘차게 달리고 있다."  # a "KorSTS test" sentence planted in the corpus
@@ -94,6 +96,42 @@ def test_leakage_guard_removes_planted_test_sentence(fake_data, tmp_path):
     _assert_adds_up(control, tmp_path / "control")
 
 
+@pytest.mark.parametrize("chosen_by", ["option", "env"])
+def test_guard_removes_exactly_the_sentences_the_evaluator_scores(tmp_path, monkeypatch, chosen_by):
+    """The data folder's eval files differ from the embedded copies: guard and evaluator must read the same ones."""
+    from kosimcse.paths import DATA_ENV
+    from kosimcse.training.args import DataArguments
+    from kosimcse.training.run import build_evaluator
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    embedded = sorted(eval_sentences())[:40]  # no folder chosen: the packaged copies
+    own = [f"{n}번째 평가 문장은 이 폴더에만 있다." for n in range(12)]
+    root = tmp_path / "data"
+    _tsv(root / "korsts/sts-dev.tsv", [(own[0], own[1], 1.0), (own[2], own[3], 4.0)])
+    _tsv(root / "korsts/sts-test.tsv", [(own[4], own[5], 2.0), (own[6], own[7], 3.0)])
+    (root / "klue-sts").mkdir()
+    (root / "klue-sts/klue-sts-v1.1_dev.json").write_text(json.dumps(
+        [{"sentence1": own[8 + i], "sentence2": own[9 + i], "labels": {"real-label": 1.0 + i}} for i in (0, 2)],
+        ensure_ascii=False), encoding="utf-8")
+    assert not set(own) & set(embedded)
+    lines = [*own, "이 문장은 어느 평가 세트에도 없는 문장이다.", *embedded]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if chosen_by == "env":
+        monkeypatch.setenv(DATA_ENV, str(root))
+    data_dir = str(root) if chosen_by == "option" else None
+    out = tmp_path / "out"
+    stats = prepare_corpus([f"text:{corpus}"], out, data_dir=data_dir, split=False, min_chars=1, max_chars=10_000,
+                           progress=False)
+    scored = {normalize(s) for task in DEFAULT_EVAL_SETS
+              for s in build_evaluator(DataArguments(data_dir=data_dir), task).sentences}
+    written = {normalize(s) for s in lines}
+    removed = written - set(_lines(out))
+    assert scored <= written  # every sentence the evaluator scores was offered to the guard ...
+    assert removed == scored == set(own)  # ... and the guard removed exactly those
+    assert stats["totals"]["dropped"]["leaked"] == len(own)
+
+
 def test_stats_count_each_filter(fake_data, tmp_path):
     out = tmp_path / "c"
     stats = prepare_corpus([f"kowiki:{fake_data / 'corpus/kowiki'}"], out, data_dir=fake_data,
@@ -132,7 +170,7 @@ def test_default_sources_and_cli_domain_scenario(fake_data, tmp_path):
     specs = default_sources(fake_data)
     assert [s.split(":", 1)[0] for s in specs] == ["kowiki", "klue-sts", "korsts"]
     assert [s.split(":", 1)[0] for s in default_sources(fake_data, sts=False, domain=["x"])] == ["kowiki", "x"]
-    assert load_eval_sentences(fake_data) >= {PLANTED, DEV_SENT, KLUE_DEV}
+    assert eval_sentences(data_dir=fake_data) >= {PLANTED, DEV_SENT, KLUE_DEV}
 
     from kosimcse.cli.prepare import command
 

@@ -13,8 +13,8 @@ import torch
 
 from helpers import make_tiny_model_dir
 from kosimcse.errors import ModelLoadError
-from kosimcse.inference.encoder import KoSimCSE, encode_texts, topk_cosine
-from kosimcse.modeling import loading
+from kosimcse.inference.encoder import KoSimCSE, topk_cosine
+from kosimcse.loading import resolve as loading
 
 TEXTS = [
     "한 남자가 기타를 치고 있다.",
@@ -73,12 +73,14 @@ def test_prefix_and_pooling_change_the_embedding(tiny_dir, tiny):
     assert not np.allclose(cls.encode(TEXTS[:2], show_progress=False), plain)
 
 
-def test_encode_texts_restores_training_mode_and_handles_hidden_state_poolers(tiny):
-    model = tiny.model
+def test_encode_restores_training_mode_and_handles_hidden_state_poolers(tiny):
+    from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+
+    model = SimCSEModel.for_inference(tiny.model, SimCSEConfig(pooler="avg_first_last"))
     model.train()
     try:
-        out = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
-        again = encode_texts(model, tiny.tokenizer, TEXTS[:3], "avg_first_last", max_length=16, batch_size=2)
+        out = model.encode(tiny.tokenizer, TEXTS[:3], max_length=16, batch_size=2)
+        again = model.encode(tiny.tokenizer, TEXTS[:3], max_length=16, batch_size=2)
         assert model.training
         np.testing.assert_array_equal(out, again)  # dropout was off while encoding
     finally:
@@ -109,7 +111,7 @@ def test_chunked_topk_equals_brute_force():
 def test_saved_kosimcse_config_supplies_defaults(tiny_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_dir, folder)
-    loading.write_encoder_config(folder, pooling="cls", prefix="query: ", max_length=32)
+    (folder / loading.KOSIMCSE_CONFIG).write_text(json.dumps({"pooling": "cls", "prefix": "query: ", "max_length": 32}))
     enc = KoSimCSE.from_pretrained(folder, device="cpu", dtype="fp32")
     assert (enc.pooling, enc.prefix, enc.max_length) == ("cls", "query: ", 32)
     assert KoSimCSE.from_pretrained(folder, pooling="mean", prefix="", device="cpu").prefix == ""
@@ -126,8 +128,8 @@ def test_sentence_transformers_pooling_config_is_read(tiny_dir, tmp_path):
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
-    cfg = loading.read_encoder_config(folder)
-    assert (cfg.pooling, cfg.max_length, cfg.normalize) == ("cls", 64, True)
+    cfg = loading.read_config(folder)
+    assert (cfg.pooler, cfg.embed_max_length, cfg.normalize) == ("cls", 64, True)
 
 
 def test_pickle_only_folder_is_refused_unless_allowed(tiny_dir, tmp_path):
@@ -188,7 +190,7 @@ def test_hub_id_fails_fast_when_hub_is_unreachable(monkeypatch):
 
 
 def test_airgap_alias_goes_to_the_airgap_builder(monkeypatch, tiny_dir):
-    import kosimcse.modeling.airgap as airgap
+    import kosimcse.loading.airgap as airgap
 
     monkeypatch.setattr(airgap, "ensure_e5_small", lambda cache_dir=None, **kw: tiny_dir)
     assert loading.resolve_model("e5-small-airgap") == tiny_dir

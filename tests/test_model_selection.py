@@ -21,7 +21,7 @@ def run(tmp_path, name, lr, **extra):
     margs, dargs, targs = load_recipe(None, dict(
         model_name_or_path=str(model_dir), train_file=str(train_file), output_dir=str(tmp_path / name), pooler="avg",
         learning_rate=lr, per_device_train_batch_size=8, max_steps=4, eval_steps=2, save_steps=2, warmup_steps=0,
-        eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0, **extra))
+        eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0) | extra)
     return model_dir, train(margs, dargs, targs)
 
 
@@ -63,3 +63,12 @@ def test_selection_tolerance_still_keeps_the_start_when_every_checkpoint_falls_b
     _, summary = run(tmp_path, "strict", lr=5.0, selection_tolerance=1e-6)
     assert summary["kept_initial_model"] is True
     assert abs(summary["results"]["korsts-dev"]["cosine_spearman"] - summary["start_dev"]) < 1e-6
+
+
+def test_a_corpus_smaller_than_one_batch_is_refused_instead_of_training_zero_steps(tmp_path):
+    import pytest
+
+    from kosimcse.errors import KoSimCSEError
+
+    with pytest.raises(KoSimCSEError, match="fill no batch of 64"):
+        run(tmp_path, "tiny-corpus", lr=1e-4, per_device_train_batch_size=64)

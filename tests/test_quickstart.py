@@ -163,17 +163,15 @@ def test_progress_bars_have_a_total_and_are_off_unless_asked(tmp_path, capsys, o
     from kosimcse.data.corpus import prepare_corpus
     from kosimcse.training.args import ModelArguments
     from kosimcse.training.run import build_model
-    from kosimcse.training.trainer import encode_sentences
 
     model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
     model, tokenizer, _ = build_model(ModelArguments(model_name_or_path=str(model_dir), pooler="avg"))
     texts = _sentences()[:40]
     capsys.readouterr()
-    encode_sentences(model, tokenizer, texts, batch_size=16)
+    model.encode(tokenizer, texts, batch_size=16)
     assert capsys.readouterr().err == ""
-    encode_sentences(model, tokenizer, texts, batch_size=16, progress=True, desc="evaluate x")
-    err = capsys.readouterr().err
-    assert "evaluate x" in err and "0/40 " in err  # sentences done of the total
+    model.encode(tokenizer, texts, batch_size=16, show_progress=True)
+    assert "0/40 " in capsys.readouterr().err  # sentences done of the total
 
     data = tiny_data(tmp_path / "data")
     prepare_corpus([f"kowiki:{data / 'corpus' / 'kowiki' / 'AA'}"], tmp_path / "corpus", data_dir=data, progress=True)

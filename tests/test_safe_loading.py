@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from kosimcse.errors import ModelLoadError
-from kosimcse.modeling import loading
+from kosimcse.loading import resolve as loading
 from test_resume import SAVE_EVERY, run, tiny, tiny_args  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

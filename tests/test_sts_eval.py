@@ -136,3 +136,15 @@ def test_markdown_table_shape():
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert cells[0] == "model-a" and cells[1:] == [f"{10 + i + 0.126:.2f}" for i in range(8)]
     assert "model\\|b" in table[3]
+
+
+@pytest.mark.parametrize("dim", [7, 8])  # an odd last real part pairs with an imaginary 0
+def test_torch_similarities_are_float32_under_autocast_and_agree_with_numpy(dim):
+    rng = np.random.default_rng(dim)
+    a, b = rng.normal(size=(6, dim)), rng.normal(size=(6, dim))
+    ta, tb = torch.tensor(a, dtype=torch.bfloat16), torch.tensor(b, dtype=torch.bfloat16)
+    for fn in (sim.pairwise_angle, sim.pairwise_cosine, sim.pairwise_euclidean, sim.cosine_matrix):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(ta, tb)
+        assert got.dtype == torch.float32, fn.__name__
+        np.testing.assert_allclose(got.numpy(), fn(ta.float().numpy(), tb.float().numpy()), atol=1e-5)

@@ -9,10 +9,12 @@ import pytest
 
 from kosimcse.data import tasks
 from kosimcse.errors import DataError, KoSimCSEError
+from kosimcse.paths import DATA_ENV
 
 
 @pytest.mark.parametrize("name, pairs", [("korsts-dev", 1500), ("korsts-test", 1379), ("klue-sts-dev", 519)])
-def test_builtin_tasks_load_from_embedded_copies(name, pairs):
+def test_builtin_tasks_load_from_embedded_copies(name, pairs, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
     path = tasks.task_path(name)
     assert "resources" in path.parts
     loaded = tasks.load_sts_task(name)
@@ -20,7 +22,8 @@ def test_builtin_tasks_load_from_embedded_copies(name, pairs):
     assert all(0.0 <= p.score <= 5.0 and p.sentence1 and p.sentence2 for p in loaded)
 
 
-def test_embedded_copies_are_byte_identical_to_shared_data(shared_data):
+def test_embedded_copies_are_byte_identical_to_shared_data(shared_data, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
     for name in ("korsts-dev", "korsts-test", "klue-sts-dev"):
         embedded = tasks.task_path(name)
         original = tasks.task_path(name, data_dir=shared_data)
@@ -28,7 +31,8 @@ def test_embedded_copies_are_byte_identical_to_shared_data(shared_data):
         assert hashlib.sha256(embedded.read_bytes()).digest() == hashlib.sha256(original.read_bytes()).digest()
 
 
-def test_attribution_ships_with_the_data():
+def test_attribution_ships_with_the_data(monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
     text = (tasks.task_path("korsts-test").parent / "ATTRIBUTION.md").read_text(encoding="utf-8")
     assert "CC BY-SA 4.0" in text and "kakaobrain/KorNLUDatasets" in text and "KLUE-benchmark/KLUE" in text
 
@@ -45,6 +49,22 @@ def test_data_dir_overrides_the_embedded_copy(tmp_path):
                                                         ("남자가 달린다.", "여자가 노래한다.", 0.2)])
     loaded = tasks.load_sts_task("korsts-test", data_dir=tmp_path)
     assert [(p.sentence1, p.score) for p in loaded] == [("고양이가 잔다.", 4.8), ("남자가 달린다.", 0.2)]
+
+
+def test_chosen_data_folder_replaces_only_the_files_it_holds(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    _write_korsts(tmp_path / "korsts" / "sts-test.tsv", [("가", "나", 1.0), ("다", "라", 2.0)])
+    embedded_dev = tasks.task_path("korsts-dev")
+    assert tasks.task_path("korsts-test", tmp_path) == tmp_path / "korsts" / "sts-test.tsv"
+    assert tasks.task_path("korsts-dev", tmp_path) == embedded_dev  # not in the folder: the embedded copy
+    # The environment variable chooses a folder just like the option, for evaluation and guard alike.
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert tasks.task_path("korsts-test") == tmp_path / "korsts" / "sts-test.tsv"
+    assert tasks.eval_sentences(["korsts-test"]) == {"가", "나", "다", "라"}
+    # A task with no embedded copy reads the chosen folder, and says which file is missing.
+    with pytest.raises(DataError, match="klue_sts_val.csv"):
+        tasks.load_sts_task("klue-sts-dev-csv")
+    assert tmp_path / "korsts" / "sts-test.tsv" in tasks.task_files()
 
 
 def test_malformed_eval_file_raises_with_location(tmp_path):

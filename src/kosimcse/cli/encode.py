@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.evaluate import validate_pooling
+from kosimcse.cli.evaluate import backend_option, validate_pooling
 
 _COMMON_OPTIONS = """\b
 Examples:
@@ -47,12 +47,13 @@ def iter_text_chunks(source, text_column: str, errors: str, chunk_size: int, rep
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
 @click.option("--bf16/--fp32", "bf16", default=None, help="Default: bf16 where the CPU/GPU supports it fast.")
 @click.option("--device", default=None)
+@backend_option
 @click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
               help="On a bad input row: stop with its file:line, or skip it and report the count.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder/Hub.")
 def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, pooling, prefix, max_length,
-            normalize, bf16, device, errors, allow_pickle, trust_remote_code):
+            normalize, bf16, device, backend, errors, allow_pickle, trust_remote_code):
     """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
 
     Row i of the output is the i-th non-empty text of INPUT, the order `kosimcse search --texts` uses.
@@ -73,7 +74,7 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
     dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
     encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
                                        device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                       trust_remote_code=trust_remote_code)
+                                       trust_remote_code=trust_remote_code, backend=backend)
     click.echo(f"encoding {total} texts with {encoder!r}", err=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename at the end, so an interrupted run never leaves a plausible-looking file.

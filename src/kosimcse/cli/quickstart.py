@@ -44,7 +44,7 @@ def choose_encoder(model: str) -> tuple[str, str]:
     """``auto`` -> (model id, why): the Hub model when reachable, else the air-gapped e5."""
     if model != "auto":
         return model, "as asked (--model)"
-    from kosimcse.modeling.loading import hub_reachable
+    from kosimcse.loading.resolve import hub_reachable
 
     if hub_reachable():
         return "klue/roberta-small", "the Hugging Face Hub is reachable"
@@ -57,7 +57,7 @@ def recipe_for(model_id: str) -> dict:
     if "e5" in model_id:
         return dict(pooler="avg", prefix="query: ", mlp_only_train=False, learning_rate=1e-5,
                     freeze_embeddings=True, max_length=32)
-    return dict(pooler="cls_before_pooler", mlp_only_train=True, learning_rate=5e-5, max_length=32)
+    return dict(pooler="cls", mlp_only_train=True, learning_rate=5e-5, max_length=32)
 
 
 # ---- progress --------------------------------------------------------------------------------------
@@ -81,32 +81,31 @@ def library_progress_bars(enabled: bool):
 
 # ---- evaluation ------------------------------------------------------------------------------------
 
-def evaluate_model(model, tokenizer, precision: str, progress: bool, label: str) -> tuple[dict, dict]:
+def evaluate_model(model, tokenizer, precision: str, progress: bool, data_dir=None) -> tuple[dict, dict | None]:
     """All 8 metrics on every quickstart task and alignment/uniformity on KorSTS dev, from one pass that
-    embeds each distinct sentence of the three sets once (the same encode path as training's evaluations)."""
+    embeds each distinct sentence of the three sets once (the encode path of training's evaluations)."""
     import numpy as np
 
     from kosimcse.data.tasks import load_sts_task
     from kosimcse.evaluation.geometry import sts_geometry
     from kosimcse.evaluation.sts import StsEvaluator
     from kosimcse.precision import resolve_precision
-    from kosimcse.training.trainer import encode_sentences
 
-    evaluators = {task: StsEvaluator(load_sts_task(task), name=task) for task in QUICK_TASKS}
+    evaluators = {task: StsEvaluator(load_sts_task(task, data_dir), name=task) for task in QUICK_TASKS}
     sentences = list(dict.fromkeys(s for ev in evaluators.values() for s in ev.sentences))
-    device = next(model.parameters()).device
-    chosen = resolve_precision(precision, device)
-    vectors = encode_sentences(model, tokenizer, sentences, max_length=model.config.embed_max_length,
-                               prefix=model.config.prefix, progress=progress, desc=f"evaluate {label}",
-                               autocast=(lambda: chosen.autocast(device.type)) if chosen.torch_dtype is not None else None)
+    chosen = resolve_precision(precision, next(model.parameters()).device)
+    vectors = model.encode(tokenizer, sentences, batch_size=128, precision=chosen.name, show_progress=progress)
     lookup = dict(zip(sentences, vectors))
     results = {task: ev(lambda texts: np.stack([lookup[s] for s in texts])) for task, ev in evaluators.items()}
-    geometry = sts_geometry(evaluators[GEOMETRY_TASK].pairs, embeddings=lookup)
+    try:
+        geometry = sts_geometry(evaluators[GEOMETRY_TASK].pairs, embeddings=lookup)
+    except ValueError:  # a (test-sized) dev set without any pair scored >= 4
+        geometry = None
     return results, geometry
 
 
 @contextlib.contextmanager
-def selection_subset(folder: Path, pairs: int):
+def selection_subset(folder: Path, pairs: int, data_dir=None):
     """Register a fixed, seeded subset of ``pairs`` KorSTS-dev pairs as a task; yield its name.
 
     The lines are copied as they are from the KorSTS dev file, so the subset reads like the full set.
@@ -115,14 +114,15 @@ def selection_subset(folder: Path, pairs: int):
     from kosimcse.data.tasks import load_sts_task, register_sts_task, task_path, unregister_sts_task
     from kosimcse.errors import KoSimCSEError
 
-    full = load_sts_task("korsts-dev")
+    full = load_sts_task("korsts-dev", data_dir)
     if pairs <= 0 or pairs >= len(full):
         yield "korsts-dev", len(full)
         return
-    lines = task_path("korsts-dev").read_text(encoding="utf-8").splitlines()
+    source = task_path("korsts-dev", data_dir)
+    lines = source.read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], [line for line in lines[1:] if line.strip()]
     if len(rows) != len(full):
-        raise KoSimCSEError(f"{task_path('korsts-dev')}: {len(rows)} lines but {len(full)} pairs; cannot take a subset")
+        raise KoSimCSEError(f"{source}: {len(rows)} lines but {len(full)} pairs; cannot take a subset")
     keep = sorted(random.Random(0).sample(range(len(rows)), pairs))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "korsts-dev-subset.tsv"
@@ -138,7 +138,7 @@ def encoder_layers(model_id: str) -> int:
     """The number of transformer layers of an encoder (resolved as training resolves it)."""
     from transformers import AutoConfig
 
-    from kosimcse.modeling.loading import resolve_model
+    from kosimcse.loading.resolve import resolve_model
 
     return int(getattr(AutoConfig.from_pretrained(resolve_model(model_id)), "num_hidden_layers", 0) or 0)
 
@@ -190,7 +190,9 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[round((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
 
 
-def _fmt_geo(value: float) -> str:
+def _fmt_geo(value: float | None) -> str:
+    if value is None:
+        return "n/a"
     # A random or collapsed encoder sits near 0 on both; keep its digits visible.
     return f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.2e}"
 
@@ -213,9 +215,11 @@ def read_result(model_id: str, start: dict, selected: dict, last: dict, geometry
                          f"({b[t]['cosine_spearman'] - a[t]['cosine_spearman']:+.2f})" for t in a)
 
     g0, g1 = geometry["start"], geometry["last"]
-    text = (f"Training moved the model: at the last checkpoint (step {last_step}) {moves(start, last)}; "
-            f"uniformity {g0['uniformity']:.2f} -> {g1['uniformity']:.2f} and alignment {g0['alignment']:.2f} -> "
-            f"{g1['alignment']:.2f} (lower is better for both). ")
+    text = f"Training moved the model: at the last checkpoint (step {last_step}) {moves(start, last)}"
+    if g0 and g1:
+        text += (f"; uniformity {g0['uniformity']:.2f} -> {g1['uniformity']:.2f} and alignment {g0['alignment']:.2f} "
+                 f"-> {g1['alignment']:.2f} (lower is better for both)")
+    text += ". "
     b, s = start["korsts-dev"]["cosine_spearman"], selected["korsts-dev"]["cosine_spearman"]
     if kept_initial:
         text += ("Checkpoints are chosen on KorSTS dev alone (never on the test sets), and none beat the start there, "
@@ -274,9 +278,9 @@ def next_commands(prog: str, model_id: str, out: Path, texts: Path, options: str
     run, best = out / "run", out / "run" / "best"
     index = texts.with_suffix(".npy")
     settings = recipe_for(model_id)
+    # The README's domain command: SimCSE's training-only MLP head over the encoder's own pooling.
     flags = [f"--model_name_or_path {q(model_id)}", f"--pooler {settings['pooler']}",
-             f"--prefix {q(settings.get('prefix', ''))}" if settings.get("prefix") else "",
-             f"--mlp_only_train {str(settings['mlp_only_train']).lower()}"]
+             f"--prefix {q(settings.get('prefix', ''))}" if settings.get("prefix") else "", "--mlp_only_train true"]
     longer_out = Path(str(out) + "-long")
     return [
         ("HTML report of this run (curves, tables, plots)", f"{prog} report {q(str(run))}"),
@@ -391,7 +395,7 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
     settings = recipe_for(model_id)
     if freeze_layers is None:
         freeze_layers = encoder_layers(model_id) // 2
-    with selection_subset(out / "eval", dev_pairs) as (selection_task, selection_pairs):
+    with selection_subset(out / "eval", dev_pairs, root) as (selection_task, selection_pairs):
         # report_tasks empty: train() would evaluate the exported model on every task again, which here is
         # the start or a checkpoint that is evaluated below anyway.
         margs, dargs, targs = load_recipe(None, dict(
@@ -406,7 +410,7 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
 
         say(f"[3/6] evaluating the starting model on {', '.join(QUICK_TASKS)}")
         start_model, tokenizer, _ = build_model(margs)
-        before, geo_before = evaluate_model(start_model, tokenizer, targs.precision, progress, "the start")
+        before, geo_before = evaluate_model(start_model, tokenizer, targs.precision, progress, root)
         del start_model
         say(f"      KorSTS dev cosine Spearman {before['korsts-dev']['cosine_spearman']:.2f} ({_fmt_time(time.time() - t)})")
         t = phase_done("evaluate_start", t)
@@ -427,7 +431,7 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
     say(f"[5/6] evaluating the last checkpoint (step {last_step})"
         + ("" if kept_initial or selected_step == last_step else f" and the selected one (step {selected_step})"))
     last_model, tokenizer = load_checkpoint(margs, last_ckpt)
-    last, geo_last = evaluate_model(last_model, tokenizer, targs.precision, progress, f"step {last_step}")
+    last, geo_last = evaluate_model(last_model, tokenizer, targs.precision, progress, root)
     del last_model
     t = phase_done("evaluate_last", t)
     if kept_initial:
@@ -436,7 +440,7 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
         selected, geo_selected = last, geo_last
     else:
         sel_model, tokenizer = load_checkpoint(margs, Path(best_ckpt))
-        selected, geo_selected = evaluate_model(sel_model, tokenizer, targs.precision, progress, f"step {selected_step}")
+        selected, geo_selected = evaluate_model(sel_model, tokenizer, targs.precision, progress, root)
         del sel_model
         t = phase_done("evaluate_selected", t)
 
@@ -526,9 +530,10 @@ def render(result: dict) -> str:
     lines += ["### Alignment and uniformity on KorSTS dev (lower is better for both)", "",
               "| Model | Alignment | Uniformity |", "|:---|:---:|:---:|"]
     for key in ("start", "selected", "last"):
-        lines.append(f"| {names[key]} | {_fmt_geo(geo[key]['alignment'])} | {_fmt_geo(geo[key]['uniformity'])} |")
-    lines += ["", f"Alignment: mean squared distance of pairs scored >= 4; uniformity: how evenly all "
-                  f"{geo['start']['points']:,} sentences spread over the sphere.", ""]
+        g = geo[key] or {}
+        lines.append(f"| {names[key]} | {_fmt_geo(g.get('alignment'))} | {_fmt_geo(g.get('uniformity'))} |")
+    lines += ["", "Alignment: mean squared distance between the two sentences of pairs scored >= 4; uniformity: how "
+                  f"evenly {(geo['start'] or {}).get('points', 0):,} of the sentences spread over the sphere.", ""]
 
     lines += ["### What this means", "", result["reading"], ""]
     w = result["wall_time_s"]

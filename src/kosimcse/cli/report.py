@@ -31,7 +31,7 @@ def _json_ready(value):
 Examples:
   kosimcse report runs/unsup-seed                          # -> runs/unsup-seed/report.html
   kosimcse report runs/domain --before base                # compare with the model training started from
-  kosimcse report runs/domain --before /work/cache/me5-small --domain my_texts.txt --sample 1000 --fp32
+  kosimcse report runs/domain --before models/me5-small --domain my_texts.txt --sample 1000 --fp32
   kosimcse report runs/unsup-seed --out report.html --json > report.json
 """,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.evaluate import validate_pooling
+from kosimcse.cli.evaluate import backend_option, validate_pooling
 
 
 def load_index(path: Path):
@@ -68,11 +68,12 @@ Examples:
 @click.option("--max-length", default=None, type=click.IntRange(1))
 @click.option("--bf16/--fp32", "bf16", default=None)
 @click.option("--device", default=None)
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
 @click.option("--trust-remote-code", is_flag=True)
 def command(model_name, index_path, texts_path, text_column, queries, k, pooling, prefix, max_length, bf16, device,
-            as_json, allow_pickle, trust_remote_code):
+            backend, as_json, allow_pickle, trust_remote_code):
     """Print the K most similar indexed texts (cosine) for each --query."""
     from kosimcse.errors import KoSimCSEError
     from kosimcse.inference.encoder import KoSimCSE
@@ -85,7 +86,7 @@ def command(model_name, index_path, texts_path, text_column, queries, k, pooling
     dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
     encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
                                        device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                       trust_remote_code=trust_remote_code)
+                                       trust_remote_code=trust_remote_code, backend=backend)
     if corpus.shape[1] != encoder.dim:
         raise KoSimCSEError(f"index dimension {corpus.shape[1]} does not match the model's {encoder.dim}")
     hits = encoder.search(list(queries), corpus, k=k)

@@ -19,8 +19,12 @@ def command(ctx, recipe, resume, as_json):
     """Train SimCSE from a YAML/JSON RECIPE; any option may be overridden as --key value.
 
     \b
-    Options are the fields of ModelArguments, DataArguments and SimCSETrainingArguments
+    Options are the fields of ModelArguments (SimCSEConfig plus run-only fields), DataArguments and SimCSETrainingArguments
     (kosimcse/training/args.py), which include every transformers TrainingArguments field.
+    A value is read by its field's type: text as typed (--prefix "query: "), true/false
+    (a bare --bf16 is true), numbers, lists (--report_tasks korsts-dev klue-sts-dev), none
+    for an optional field. --STAGE.key value sets one stage of a staged recipe.
+    `python -m kosimcse.training.run` and `python -m kosimcse.cli.train` are aliases of this.
     Hub model code is never run unless --trust_remote_code is given.
 
     \b
@@ -37,29 +41,37 @@ def command(ctx, recipe, resume, as_json):
       torchrun --nnodes 2 --node_rank $RANK --master_addr $ADDR --master_port 29500 \\
                --nproc_per_node 8 -m kosimcse train recipes/unsup-seed.yaml
     """
-    from kosimcse.training.args import load_recipe, parse_overrides
-    from kosimcse.training.run import train
+    from kosimcse.training.args import parse_overrides, read_recipe
+    from kosimcse.training.run import stage_settings, train, train_stages
 
     extra = list(ctx.args)
     if recipe is not None and recipe.startswith("--"):
         # No recipe given: click took the first override for it.
         extra, recipe = [recipe, *extra], None
     overrides = parse_overrides(extra)
-    from kosimcse.training.args import read_recipe
-
     if recipe is not None and "stages" in read_recipe(recipe):
         # A multi-stage recipe (e.g. recipes/multitask.yaml): each stage is one run from the previous export.
-        from kosimcse.training.run import train_stages
-
+        for _, settings in stage_settings(read_recipe(recipe), overrides):
+            _arguments(None, settings, recipe)  # every stage's options are checked before the first one trains
         summaries = train_stages(recipe, overrides, resume=resume)
         for summary in summaries:
             _print_summary(summary, as_json)
         return
-    margs, dargs, targs = load_recipe(recipe, overrides)
+    margs, dargs, targs = _arguments(recipe, overrides, recipe)
     if margs.trust_remote_code:
         click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)
     summary = train(margs, dargs, targs, resume_from_checkpoint=True if resume else None)
     _print_summary(summary, as_json)
+
+
+def _arguments(recipe, overrides: dict, source):
+    """``load_recipe``, with the argument classes' own checks (ValueError) shown as one error line."""
+    from kosimcse.training.args import load_recipe
+
+    try:
+        return load_recipe(recipe, overrides)
+    except ValueError as e:
+        raise KoSimCSEError(f"{source or 'options'}: {e}") from None
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
@@ -82,5 +94,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         click.echo(f"### {task}\n\n{markdown_table({summary['exported']: metrics})}\n")
 
 
-if __name__ == "__main__":  # `python -m kosimcse.cli.train` under torchrun
-    command()
+if __name__ == "__main__":  # an alias of `kosimcse train` (same parser, same one-line errors)
+    import sys
+
+    from kosimcse.cli import main
+
+    main(["train", *sys.argv[1:]])

@@ -10,25 +10,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kosimcse.data.korean import normalize, split_sentences
-from kosimcse.data.readers import (
-    ErrorPolicy,
-    ReadReport,
-    parse_source_spec,
-    read_klue_sts_csv,
-    read_klue_sts_json,
-    read_korsts,
-    read_source,
-)
+from kosimcse.data.readers import ErrorPolicy, ReadReport, parse_source_spec, read_source
+from kosimcse.data.tasks import DEFAULT_EVAL_SETS
+from kosimcse.data.tasks import eval_sentences as task_sentences
 from kosimcse.errors import KoSimCSEError
-
-# Evaluation sets the leakage guard protects by default: name -> (reader, path under data_dir).
-EVAL_SET_FILES = {
-    "korsts-dev": (read_korsts, "korsts/sts-dev.tsv"),
-    "korsts-test": (read_korsts, "korsts/sts-test.tsv"),
-    "klue-sts-dev": (read_klue_sts_json, "klue-sts/klue-sts-v1.1_dev.json"),
-    "klue-sts-dev-csv": (read_klue_sts_csv, "klue-sts/klue_sts_val.csv"),
-}
-DEFAULT_EVAL_SETS = ("korsts-dev", "korsts-test", "klue-sts-dev")
 
 # Kinds whose records are paragraphs or documents and get split into sentences. STS sentences are
 # sentences already, and NSMC reviews (<= 140 chars, informal, often without punctuation) would be
@@ -38,24 +23,6 @@ SPLIT_KINDS = frozenset({"kowiki", "petitions", "text", "hf"})
 DROP_REASONS = ("empty", "too_short", "too_long", "duplicate", "leaked")
 DEFAULT_MIN_CHARS = 8
 DEFAULT_MAX_CHARS = 256
-
-
-def load_eval_sentences(data_dir: str | Path | None = None, eval_sets: Sequence[str] = DEFAULT_EVAL_SETS) -> set[str]:
-    """Every sentence (both sides, normalised) of the named evaluation sets, read from ``data_dir``."""
-    from kosimcse.paths import data_dir as resolve_data_dir
-
-    unknown = [name for name in eval_sets if name not in EVAL_SET_FILES]
-    if unknown:
-        raise KoSimCSEError(f"unknown eval set(s) {', '.join(unknown)}; known: {', '.join(EVAL_SET_FILES)}")
-    root = resolve_data_dir(data_dir)
-    sentences: set[str] = set()
-    for name in eval_sets:
-        reader, rel = EVAL_SET_FILES[name]
-        for pair in reader(root / rel):
-            sentences.add(normalize(pair.sentence1))
-            sentences.add(normalize(pair.sentence2))
-    sentences.discard("")
-    return sentences
 
 
 def default_sources(data_dir: str | Path | None = None, seed: bool = True, sts: bool = True,
@@ -120,7 +87,8 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     Per record: normalise; split into sentences (paragraph kinds only, see ``SPLIT_KINDS``, and only
     if ``split``); then per sentence, in order: empty, too_short (< ``min_chars``), too_long
     (> ``max_chars``), duplicate (exact, across all sources, first one kept), leaked (equal to a sentence
-    of ``eval_sentences``, or of ``eval_sets`` loaded from ``data_dir`` when not given). A record that is
+    of ``eval_sentences``, or else of ``eval_sets`` as the evaluator reads them for ``data_dir``, see
+    ``kosimcse.data.tasks.task_path``). A record that is
     empty after normalisation counts as one empty sentence, so ``sentences == kept + sum(dropped)``.
     Bad rows a reader skipped (``errors="skip"``) are counted as ``skipped_bad_rows``, outside that sum.
     """
@@ -131,10 +99,10 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
         sources = default_sources(data_dir)
     if eval_sentences is None:
         eval_set_list = list(eval_sets)
-        guard = load_eval_sentences(data_dir, eval_set_list) if eval_set_list else set()
+        eval_sentences = task_sentences(eval_set_list, data_dir)
     else:
         eval_set_list = ["(given)"]
-        guard = {normalize(s) for s in eval_sentences} - {""}
+    guard = {normalize(s) for s in eval_sentences} - {""}
     if data_dir is None:  # relative specs such as "domain/nsmc/raw" may name paths under the default data dir
         from kosimcse.paths import data_dir as resolve_data_dir
 
@@ -216,7 +184,8 @@ def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: se
 
 def _source_bytes(kind: str, target: str) -> int | None:
     """Size of a local source on disk (the progress bar's total); None for Hub datasets and unreadable paths."""
-    from kosimcse.data.readers import DataError, _files_under
+    from kosimcse.data.readers import _files_under
+    from kosimcse.errors import DataError
 
     if kind == "hf":
         return None

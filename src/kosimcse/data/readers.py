@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kosimcse.data.records import StsPair
+from kosimcse.data.records import NliPair, StsPair, Text
 from kosimcse.errors import DataError
 
 ErrorPolicy = Literal["raise", "skip"]
@@ -276,8 +276,6 @@ DACON_TRAIN_ROWS = 24_998
 
 
 def _nli_pair(premise, hypothesis, label, path: Path, lineno: int):
-    from kosimcse.data.records import NliPair
-
     if not isinstance(premise, str) or not isinstance(hypothesis, str) or not isinstance(label, str):
         raise DataError("premise, hypothesis and label must be strings", path, lineno)
     premise, hypothesis, label = premise.strip(), hypothesis.strip(), label.strip().lower()
@@ -432,7 +430,6 @@ def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: 
     """
     import re
 
-    from kosimcse.data.records import Text
 
     global _FORMULA_RE
     if _FORMULA_RE is None:
@@ -475,7 +472,6 @@ def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report
     row (raised, or skipped and counted); a record without a string ``review`` is one bad row.
     Empty reviews are yielded (empty) so that the corpus stats count them.
     """
-    from kosimcse.data.records import Text
 
     policy = _Policy(errors, report)
     for file in _files_under(Path(path_or_dir), suffixes=(".json",) if Path(path_or_dir).is_dir() else None):
@@ -515,7 +511,6 @@ def _json_lines(file: Path, policy: _Policy) -> Iterator[tuple[int, dict]]:
 def read_petitions(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None,
                    field: str = "content"):
     """Blue House petitions: JSON lines with ``title``, ``content``, … -> one ``Text`` per petition body."""
-    from kosimcse.data.records import Text
 
     policy = _Policy(errors, report)
     for file in _files_under(Path(path_or_dir)):
@@ -552,7 +547,6 @@ def _text_value(value, column: str, path: Path, lineno: int) -> str:
 
 
 def _read_plain_lines(path: Path, name: str, policy: _Policy):
-    from kosimcse.data.records import Text
 
     _require_nonempty(path)
     for lineno, line in read_text_lines(path, policy=policy):
@@ -562,7 +556,6 @@ def _read_plain_lines(path: Path, name: str, policy: _Policy):
 
 
 def _read_jsonl_texts(path: Path, column: str, name: str, policy: _Policy):
-    from kosimcse.data.records import Text
 
     first = True
     for lineno, rec in _json_lines(path, policy):
@@ -583,7 +576,6 @@ def _read_jsonl_texts(path: Path, column: str, name: str, policy: _Policy):
 
 
 def _read_json_list_texts(path: Path, column: str, name: str, policy: _Policy):
-    from kosimcse.data.records import Text
 
     data = _load_json(path)
     if not isinstance(data, list):
@@ -605,7 +597,6 @@ def _read_json_list_texts(path: Path, column: str, name: str, policy: _Policy):
 
 
 def _read_delimited_texts(path: Path, column: str, name: str, policy: _Policy, delimiter: str):
-    from kosimcse.data.records import Text
 
     # TSV files in this field (KorSTS, KorNLI) use quotes as literal text: never parse them as quoting.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -650,7 +641,6 @@ def _iter_dataset_texts(ds, column: str, name: str, where: str, policy: _Policy)
 
 def _value_texts(values, column: str, path: Path, name: str, policy: _Policy):
     """Column values -> ``Text`` records numbered from 1; a bad value goes to the policy."""
-    from kosimcse.data.records import Text
 
     for row, value in enumerate(values, start=1):
         try:
@@ -697,7 +687,6 @@ def _read_hub(dataset_id: str, column: str, policy: _Policy, split: str):
         raise DataError(f"missing column {column!r}; available: {sorted(first)}", dataset_id)
     from itertools import chain
 
-    from kosimcse.data.records import Text
 
     row = 0
     try:
@@ -834,7 +823,6 @@ def read_source(spec: str, errors: ErrorPolicy = "raise", report: ReadReport | N
     For labelled STS files both sentences of every pair are yielded and the scores dropped.
     ``source`` on each record is ``name`` (default: the kind).
     """
-    from kosimcse.data.records import Text
 
     kind, target = parse_source_spec(spec, data_dir)
     label = name or kind

@@ -1,4 +1,8 @@
-"""Registry of STS evaluation tasks: a name maps to a file (embedded copy or data folder) and the reader for it."""
+"""The one registry of STS evaluation sets: which exist, and which file each is read from for a data folder.
+
+The evaluator, the corpus leakage guard and the STS training refusal all resolve files through
+``task_path``, so the guard removes exactly the sentences the evaluation scores on.
+"""
 
 from __future__ import annotations
 
@@ -71,9 +75,15 @@ def _register_builtin() -> None:
     _TASKS["klue-sts-dev"] = StsTask("klue-sts-dev", read_klue_sts_json, "klue-sts-v1.1_dev.json",
                                      "klue-sts/klue-sts-v1.1_dev.json",
                                      description="KLUE-STS v1.1 dev, 519 pairs (gold = real-label, 0-5)")
+    # The same 519 pairs as exported to CSV; not embedded, so it needs a data folder.
+    _TASKS["klue-sts-dev-csv"] = StsTask("klue-sts-dev-csv", read_klue_sts_csv, None, "klue-sts/klue_sts_val.csv",
+                                         description="KLUE-STS dev as the CSV export (data folder only)")
 
 
 _register_builtin()
+
+# The sets the leakage guard removes from a training corpus unless told otherwise.
+DEFAULT_EVAL_SETS = ("korsts-dev", "korsts-test", "klue-sts-dev")
 
 
 def list_tasks() -> list[str]:
@@ -88,13 +98,24 @@ def task_info(name: str) -> StsTask:
         raise KoSimCSEError(f"unknown STS task {name!r}; known tasks: {', '.join(_TASKS)}") from None
 
 
+def _chosen_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """A data folder the user named (option, else ``$KOSIMCSE_DATA_DIR``); the guessed default does not count."""
+    from kosimcse.paths import DATA_ENV
+
+    chosen = data_dir or os.environ.get(DATA_ENV)
+    return Path(chosen) if chosen else None
+
+
 def task_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """The file a task reads: an explicit ``data_dir`` wins, then the embedded copy, then the default data folder."""
+    """The file a task reads, the one rule for evaluation and leakage guard alike: a pinned path; else the
+    copy in the chosen data folder (``data_dir``, else ``$KOSIMCSE_DATA_DIR``) when it holds one; else the
+    embedded copy; else the file in the chosen or default data folder."""
     task = task_info(name)
     if task.path is not None:
         return task.path
-    if data_dir is not None and task.relative:
-        return Path(data_dir) / task.relative
+    chosen = _chosen_data_dir(data_dir)
+    if chosen is not None and task.relative and (chosen / task.relative).is_file():
+        return chosen / task.relative
     if task.embedded:
         embedded = _embedded_dir() / task.embedded
         if embedded.is_file():
@@ -102,8 +123,19 @@ def task_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     if task.relative:
         from kosimcse.paths import data_dir as default_data_dir
 
-        return default_data_dir() / task.relative
+        return (chosen if chosen is not None else default_data_dir()) / task.relative
     raise KoSimCSEError(f"STS task {name!r} has no file")
+
+
+def task_files(data_dir: str | os.PathLike | None = None) -> set[Path]:
+    """The resolved file of every registered task that has one for ``data_dir``: files training must not read."""
+    files = set()
+    for name in list_tasks():
+        try:
+            files.add(task_path(name, data_dir).resolve())
+        except KoSimCSEError:  # a data-folder-only task without a data folder
+            continue
+    return files
 
 
 @lru_cache(maxsize=32)
@@ -117,9 +149,10 @@ def load_sts_task(name: str, data_dir: str | os.PathLike | None = None) -> list[
 
 
 def eval_sentences(names: Iterable[str] | None = None, data_dir: str | os.PathLike | None = None) -> set[str]:
-    """Every sentence of the given tasks (default: all registered), e.g. to keep them out of a training corpus."""
+    """Every sentence of the given tasks (default ``DEFAULT_EVAL_SETS``), as the evaluator reads them for
+    ``data_dir``: what the leakage guard keeps out of a training corpus."""
     sentences: set[str] = set()
-    for name in (list_tasks() if names is None else names):
+    for name in (DEFAULT_EVAL_SETS if names is None else names):
         for pair in load_sts_task(name, data_dir):
             sentences.add(pair.sentence1)
             sentences.add(pair.sentence2)

@@ -108,7 +108,7 @@ def sts_geometry(pairs, embeddings=None, encode_fn: EncodeFn | None = None, min_
 @contextlib.contextmanager
 def dropout_enabled(model):
     """Within this block every forward pass of ``model`` runs with dropout on, even if the caller
-    switches it to eval mode first (as ``encode_texts`` does); the previous mode is restored after."""
+    switches it to eval mode first (as ``SimCSEModel.encode`` does); the previous mode is restored after."""
     was_training = model.training
 
     def switch_on(module, args):

@@ -42,11 +42,19 @@ def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
         raise ValueError(f"need one gold score per pair: {emb1.shape[0]} pairs, {gold.shape} scores")
     if emb1.shape[0] < 2:
         raise ValueError("correlation needs at least 2 pairs")
+    return score_correlations({sim: pairwise_similarity(sim, emb1, emb2) for sim in SIMILARITIES}, gold)
+
+
+def score_correlations(scores: Mapping[str, np.ndarray], gold) -> dict[str, float]:
+    """Pearson and Spearman (×100) of each ``{similarity name: per-pair scores}`` against the gold scores.
+
+    For callers that compute the pair similarities themselves (e.g. on sparse TF-IDF rows); constant scores give NaN.
+    """
+    gold = np.asarray(gold, dtype=np.float64)
     metrics: dict[str, float] = {}
-    for sim in SIMILARITIES:
-        scores = pairwise_similarity(sim, emb1, emb2)
-        metrics[f"{sim}_pearson"] = _correlation(pearsonr, gold, scores)
-        metrics[f"{sim}_spearman"] = _correlation(spearmanr, gold, scores)
+    for sim, values in scores.items():
+        metrics[f"{sim}_pearson"] = _correlation(pearsonr, gold, np.asarray(values))
+        metrics[f"{sim}_spearman"] = _correlation(spearmanr, gold, np.asarray(values))
     return metrics
 
 

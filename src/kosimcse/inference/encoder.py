@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,13 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
-from kosimcse.precision import Precision, resolve_precision
+from kosimcse.precision import resolve_precision
 
-log = logging.getLogger(__name__)
-
-DEFAULT_MAX_LENGTH = 128
-DEFAULT_POOLING = "mean"
 # Below this many sentences per batch, dtype "auto" encodes in fp32 on CPU (see KoSimCSE.encode).
 SMALL_CPU_BATCH = 4
 
@@ -28,71 +22,6 @@ def resolve_dtype(dtype: str, device: torch.device | str) -> str:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device: torch.device, dtype: str):
-    return Precision(dtype, "").autocast(device.type)
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="sent", leave=False)
-
-
-@torch.inference_mode()
-def encode_texts(model, tokenizer, texts: Sequence[str], pooling: str, prefix: str = "", *,
-                 max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 64, device: torch.device | str | None = None,
-                 dtype: str = "fp32", normalize: bool = False, show_progress: bool = False,
-                 convert_to: str = "numpy", head=None):
-    """Embed ``texts`` with ``model`` (a HF encoder) and ``pooling``; returns ``[len(texts), dim]`` float32.
-
-    Texts are batched longest-first so each batch pads little, and the output is put back in input
-    order. The model's train/eval mode is restored afterwards, so training code can call this for
-    dev evaluation mid-run. ``head`` (optional module) maps pooled vectors, e.g. SimCSE's MLP.
-    """
-    pooling = canonical_pooler(pooling)
-    if convert_to not in ("numpy", "torch"):
-        raise ValueError(f"convert_to must be 'numpy' or 'torch', not {convert_to!r}")
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
-    texts = list(texts)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    dtype = resolve_dtype(dtype, device)
-    hidden = getattr(model.config, "hidden_size", None)
-    if not texts:
-        empty = torch.empty(0, hidden or 0)
-        return empty.numpy() if convert_to == "numpy" else empty
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    out: torch.Tensor | None = None
-    was_training = model.training
-    model.eval()
-    want_hidden = needs_hidden_states(pooling)
-    try:
-        # One autocast context around all batches, not one per batch: autocast caches the bf16 copies of the
-        # weights only while its outermost context is open (in-process A/B on e5-small, batch 1, a loaded box:
-        # 7.9 -> 10.3 sentences/s).
-        with _progress(len(texts), show_progress, "encode") as bar, _autocast(device, dtype):
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                batch = tokenizer([prefix + texts[i] for i in idx], padding=True, truncation=True,
-                                  max_length=max_length, return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                outputs = model(**batch, output_hidden_states=want_hidden, return_dict=True)
-                emb = pool(pooling, batch["attention_mask"], outputs.last_hidden_state,
-                           outputs.hidden_states if want_hidden else None)
-                if head is not None:
-                    emb = head(emb)
-                emb = emb.float()
-                if normalize:
-                    emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
-                if out is None:
-                    out = torch.empty(len(texts), emb.shape[-1], dtype=torch.float32)
-                out[torch.as_tensor(idx)] = emb.cpu()
-                bar.update(len(idx))
-    finally:
-        model.train(was_training)
-    return out.numpy() if convert_to == "numpy" else out
 
 
 def _normalized_f32(x: np.ndarray) -> np.ndarray:
@@ -143,66 +72,90 @@ def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size
 
 
 class KoSimCSE:
-    """A sentence encoder: ``KoSimCSE.from_pretrained(path).encode(texts)``.
+    """A sentence encoder: ``KoSimCSE.from_pretrained(path).encode(texts)``, a thin wrapper over ``SimCSEModel.encode``.
 
     Pooling, prefix and max length come from the arguments, else from the settings saved with the
     model (``kosimcse_config.json`` or a sentence-transformers pooling config), else ``mean``/``""``/128.
+    ``backend`` says what runs the encoder: ``torch``, or an ONNX Runtime graph (``onnx``, ``onnx-int8``;
+    see ``kosimcse.inference.onnx``); pooling, head and normalisation are the same code on all of them.
     """
 
-    def __init__(self, model, tokenizer, pooling: str = DEFAULT_POOLING, prefix: str = "",
-                 max_length: int = DEFAULT_MAX_LENGTH, device: torch.device | str | None = None,
-                 dtype: str = "auto", path: Path | None = None, head=None):
+    def __init__(self, model, tokenizer, pooling: str | None = None, prefix: str | None = None,
+                 max_length: int | None = None, device: torch.device | str | None = None, dtype: str = "auto",
+                 path: Path | None = None, head=None, backend: str = "torch"):
+        """``model``: a ``SimCSEModel``, or a bare encoder that ``pooling``, ``prefix``, ``max_length`` and ``head``
+        make into one."""
+        from kosimcse.loading.resolve import DEFAULT_MAX_LENGTH, DEFAULT_POOLING
+        from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+
+        if not isinstance(model, SimCSEModel):
+            config = SimCSEConfig(pooler=pooling or DEFAULT_POOLING, prefix=prefix or "",
+                                  inference_max_length=max_length or DEFAULT_MAX_LENGTH,
+                                  mask_token_id=tokenizer.mask_token_id)
+            model = SimCSEModel.for_inference(model, config, head)
+        self.backend = backend
+        if backend != "torch":
+            # ONNX graphs run on ONNX Runtime's CPU provider, always in their exported precision.
+            device, dtype = "cpu", "fp32"
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        self.module = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        canonical_pooler(pooling)  # fail early on a typo
-        self.pooling = pooling
-        self.prefix = prefix
-        self.max_length = max_length
         self.dtype = resolve_dtype(dtype, self.device)
         # "auto" may still choose per call: see encode().
         self.auto_dtype = dtype == "auto"
         self.path = path
-        self.head = head.to(self.device).eval() if head is not None else None
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
                         max_length: int | None = None, device: str | None = None, dtype: str = "auto",
-                        allow_pickle: bool = False, trust_remote_code: bool = False) -> "KoSimCSE":
-        from kosimcse.modeling.loading import load_encoder
+                        allow_pickle: bool = False, trust_remote_code: bool = False,
+                        backend: str = "auto", prompt_template: str | None = None) -> "KoSimCSE":
+        """``backend``: ``torch``, ``onnx`` (fp32 graph), ``onnx-int8`` (this CPU's int8 graph), or ``auto``: int8
+        where its export is present and kept its vectors close to fp32, else torch. An ONNX backend builds
+        its export into the model folder on first use."""
+        from kosimcse.inference.onnx import BACKENDS, load_onnx_encoder, resolve_backend
+        from kosimcse.loading.resolve import load_encoder, resolve_model
 
-        loaded = load_encoder(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-        saved = loaded.config
-        if pooling is None and saved.pooling is None:
-            log.info("no pooling saved with %s and none given: using %s", path_or_id, DEFAULT_POOLING)
-        chosen = pooling or saved.pooling or DEFAULT_POOLING
-        try:
-            canonical_pooler(chosen)
-        except ValueError as e:
-            from kosimcse.errors import ModelLoadError
+        if backend not in BACKENDS:
+            from kosimcse.errors import KoSimCSEError
 
-            raise ModelLoadError(f"{path_or_id}: {e}") from None
-        return cls(
-            loaded.model, loaded.tokenizer,
-            pooling=chosen,
-            prefix=prefix if prefix is not None else (saved.prefix or ""),
-            max_length=max_length or saved.max_length or DEFAULT_MAX_LENGTH,
-            device=device, dtype=dtype, path=loaded.path, head=loaded.head,
-        )
+            raise KoSimCSEError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if backend == "auto":
+            root = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+            backend = resolve_backend(backend, root, device or default_device())
+            path_or_id = root
+        settings = dict(pooler=pooling, prefix=prefix, inference_max_length=max_length, prompt_template=prompt_template,
+                        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        if backend == "torch":
+            loaded = load_encoder(path_or_id, **settings)
+        else:
+            loaded = load_onnx_encoder(path_or_id, backend, **settings)
+        return cls(loaded.model, loaded.tokenizer, device=device, dtype=dtype, path=loaded.path, backend=backend)
+
+    # The settings live in the model's config; these read (and, for the length, set) them.
+    model = property(lambda self: self.module.encoder, doc="The encoder: a transformers model or an ONNX graph.")
+    head = property(lambda self: self.module.head)
+    pooling = property(lambda self: self.module.config.pooler)
+    prefix = property(lambda self: self.module.config.prefix)
+    dim = property(lambda self: self.module.dim)
+
+    @property
+    def max_length(self) -> int:
+        return self.module.config.embed_max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.module.config.inference_max_length = value
 
     def __repr__(self) -> str:
         return (f"KoSimCSE(path={str(self.path)!r}, pooling={self.pooling!r}, prefix={self.prefix!r}, "
-                f"max_length={self.max_length}, device={str(self.device)!r}, dtype={self.dtype!r})")
+                f"max_length={self.max_length}, device={str(self.device)!r}, dtype={self.dtype!r}, "
+                f"backend={self.backend!r})")
 
-    @property
-    def dim(self) -> int:
-        if self.head is not None:
-            return int([m for m in self.head if isinstance(m, torch.nn.Linear)][-1].out_features)
-        return int(self.model.config.hidden_size)
-
-    def encode(self, texts: Sequence[str] | str, batch_size: int = 64, normalize: bool = False,
+    def encode(self, texts: Sequence[str] | str, batch_size: int = 64, normalize: bool | None = None,
                show_progress: bool = True, convert_to: str = "numpy"):
-        """Embeddings ``[n, dim]`` in input order (one string gives ``[dim]``)."""
+        """Embeddings ``[n, dim]`` in input order (one string gives ``[dim]``); ``normalize`` defaults to the
+        model's saved setting."""
         single = isinstance(texts, str)
         dtype = self.dtype
         per_batch = min(batch_size, 1 if single else len(texts))
@@ -211,12 +164,10 @@ class KoSimCSE:
             # sentences/s in fp32 and 37 under bf16 autocast; a single short sentence is latency-bound and the
             # bf16 casts cost more than they save. Big batches keep bf16 (about 2x fp32 at batch 128).
             dtype = "fp32"
-        emb = encode_texts(self.model, self.tokenizer, [texts] if single else texts, self.pooling, self.prefix,
-                           max_length=self.max_length, batch_size=batch_size, device=self.device, dtype=dtype,
-                           normalize=normalize, show_progress=show_progress, convert_to=convert_to,
-                           head=self.head)
+        emb = self.module.encode(self.tokenizer, [texts] if single else texts, batch_size=batch_size,
+                                 device=self.device, precision=dtype, normalize=normalize,
+                                 show_progress=show_progress, convert_to=convert_to)
         return emb[0] if single else emb
-
     def similarity(self, a, b) -> np.ndarray:
         """Cosine similarity matrix ``[len(a), len(b)]``; ``a``/``b`` are texts or embeddings."""
         from kosimcse.evaluation.similarity import cosine_matrix

@@ -1,12 +1,12 @@
-"""Contrastive losses, shared by the unsupervised and supervised paths.
+"""Contrastive losses, registered by name: adding a loss is one ``Loss`` subclass plus ``@register_loss``.
+Its declarations (``inputs``, ``options``, ``default_for``) drive ``loss: auto`` and the settings checks in run.py.
 
 ``InfoNCELoss`` is SimCSE's objective: cosine similarities divided by a temperature, cross-entropy
 towards each anchor's own positive. Candidates (positives, hard negatives) are gathered from all
 devices *with gradients*, so under DDP the negative pool is the global batch and the gradients equal
-those of one process on the concatenated batch.
-
-Beside it: ``CoSENTLoss``/``AnglELoss`` (STS-score supervision: rank pairs by gold score) and
-``QueueInfoNCELoss`` (ESimCSE: InfoNCE plus a queue of momentum-encoder negatives).
+those of one process on the concatenated batch. Beside it: ``CoSENTLoss``/``AnglELoss`` (STS-score
+supervision: rank pairs by gold score) and ``QueueInfoNCELoss`` (ESimCSE: InfoNCE plus a queue of
+momentum-encoder negatives).
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from kosimcse.evaluation.similarity import cosine_matrix, pairwise_angle, pairwise_cosine
+
+# What one training example gives the loss, and in how many views of ``[batch, dim]`` (then ``scores`` for scored
+# pairs): a sentence twice (anchor, positive), an NLI triplet (anchor, positive, hard negative), an STS pair + score.
+INPUTS = {"sentences": 2, "triplets": 3, "scored_pairs": 2}
 
 
 def world() -> tuple[int, int]:
@@ -47,18 +53,55 @@ def scale_gradient(loss: torch.Tensor, factor: float) -> torch.Tensor:
     return loss + (factor - 1.0) * (loss - loss.detach()) if factor != 1 else loss
 
 
-def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a = nn.functional.normalize(a.float(), dim=-1)
-    b = nn.functional.normalize(b.float(), dim=-1)
-    return a @ b.T
+class Loss(nn.Module):
+    """Base of the registered losses: ``forward(*views, [scores])`` returns the scalar loss of the global batch."""
+
+    name = ""  # set by ``register_loss``
+    inputs: tuple[str, ...] = ("sentences", "triplets")  # the kinds of example (``INPUTS``) it trains on
+    options: tuple[str, ...] = ()  # SimCSEConfig fields it reads; setting another loss's is refused
+    default_for: tuple[str, ...] = ()  # objectives that pick it under ``loss: auto`` (set by ``register_loss``)
+    grad_cache = True  # False: its training step needs the model's whole forward, which GradCache bypasses
+
+    @classmethod
+    def from_config(cls, config, dim: int) -> "Loss":
+        """The loss a model config (``SimCSEConfig``) asks for; ``dim`` is the embedding size."""
+        return cls()
 
 
-class InfoNCELoss(nn.Module):
+LOSSES: dict[str, type[Loss]] = {}
+
+
+def register_loss(name: str, default_for: tuple[str, ...] = ()):
+    """Class decorator: ``loss: NAME`` in a recipe trains with the class, the default of ``default_for`` objectives."""
+    def register(cls: type[Loss]) -> type[Loss]:
+        taken = [f"{o!r} ({other})" for other, c in LOSSES.items() if other != name
+                 for o in c.default_for if o in default_for]
+        if taken:
+            raise ValueError(f"cannot register loss {name!r}: another loss is already the default for {', '.join(taken)}")
+        cls.name, cls.default_for = name, tuple(default_for)
+        LOSSES[name] = cls
+        return cls
+    return register
+
+
+def build_loss(config, dim: int | None = None) -> Loss:
+    """The loss module a model config's ``loss`` names (``auto``: the unsupervised objective's default; training
+    resolves ``auto`` per objective before building the model)."""
+    name = next(n for n, c in LOSSES.items() if "unsup" in c.default_for) if config.loss == "auto" else config.loss
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name].from_config(config, dim)
+
+
+@register_loss("infonce", default_for=("unsup", "sup"))
+class InfoNCELoss(Loss):
     """SimCSE's InfoNCE: ``anchor[i]`` must pick ``positive[i]`` among all positives (and hard negatives).
 
     ``hard_negative_weight`` is added to the logit of each anchor's own hard negative, as in SimCSE's
     supervised recipe (0 leaves it an ordinary negative).
     """
+
+    options = ("temperature", "hard_negative_weight")
 
     def __init__(self, temperature: float = 0.05, hard_negative_weight: float = 0.0):
         super().__init__()
@@ -67,14 +110,22 @@ class InfoNCELoss(nn.Module):
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
 
+    @classmethod
+    def from_config(cls, config, dim):
+        return cls(config.temperature, config.hard_negative_weight)
+
+    def extra_candidates(self) -> list[torch.Tensor]:
+        """Negatives beyond the batch's own (constants, after the positives and hard negatives)."""
+        return []
+
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
         _, size = world()
         anchor = gather_keep_local_grad(anchor)
-        candidates = gather_keep_local_grad(positive)
         n = anchor.size(0)
+        candidates = [gather_keep_local_grad(positive)]
         if negative is not None:
-            candidates = torch.cat([candidates, gather_keep_local_grad(negative)], dim=0)
-        logits = cosine_matrix(anchor, candidates) / self.temperature
+            candidates.append(gather_keep_local_grad(negative))
+        logits = cosine_matrix(anchor, torch.cat(candidates + self.extra_candidates(), dim=0)) / self.temperature
         targets = torch.arange(n, device=anchor.device)
         if negative is not None and self.hard_negative_weight:
             bonus = torch.zeros_like(logits)
@@ -86,60 +137,17 @@ class InfoNCELoss(nn.Module):
         return scale_gradient(loss, size)
 
 
-def pairwise_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine ``cos(a[i], b[i])`` in float32."""
-    return (nn.functional.normalize(a.float(), dim=-1) * nn.functional.normalize(b.float(), dim=-1)).sum(-1)
-
-
-def pairwise_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """AnglE's similarity ``|cos + sin|``: dimension ``i`` pairs with ``i + D/2`` as a complex number's parts."""
-    a, b = a.float(), b.float()
-    if a.size(-1) % 2:
-        a, b = nn.functional.pad(a, (0, 1)), nn.functional.pad(b, (0, 1))
-    a, b = nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
-    a_re, a_im = a.chunk(2, dim=-1)
-    b_re, b_im = b.chunk(2, dim=-1)
-    sines = (a_im * b_re - a_re * b_im).sum(-1)
-    return ((a * b).sum(-1) + sines).abs()
-
-
-class CoSENTLoss(nn.Module):
-    """CoSENT: every pair with a higher gold score must get a higher similarity than every lower one.
-
-    ``loss = log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the
-    (global) batch; only the order of the gold scores matters, so 0–5 scores need no rescaling.
-    Pairs are compared across devices too, the same way ``InfoNCELoss`` gathers its candidates.
-    """
-
-    similarity = staticmethod(pairwise_cosine)
-
-    def __init__(self, scale: float = 20.0):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        _, size = world()
-        sims = gather_keep_local_grad(self.similarity(first, second)) * self.scale
-        scores = gather_keep_local_grad(scores.float().to(sims.device))
-        # diff[i, j] = sim_j - sim_i, kept where pair i should rank above pair j.
-        diff = sims[None, :] - sims[:, None]
-        diff = diff.masked_fill(~(scores[:, None] > scores[None, :]), float("-inf"))
-        loss = torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
-        return scale_gradient(loss, size)
-
-
-class AnglELoss(CoSENTLoss):
-    """AnglE: CoSENT's ranking over the angle similarity (no cosine saturation near ±1), as in sentence-transformers."""
-
-    similarity = staticmethod(pairwise_angle)
-
-
+@register_loss("esimcse", default_for=("esimcse",))
 class QueueInfoNCELoss(InfoNCELoss):
     """ESimCSE's InfoNCE: in-batch candidates plus a queue of past momentum-encoder embeddings as extra negatives.
 
     The queue holds constants (no gradient). ``enqueue`` gathers from every rank first, so all ranks
-    hold the same queue and the loss stays the global one under DDP.
+    hold the same queue and the loss stays the global one under DDP. The model fills it from its
+    momentum encoder (``momentum``) in its forward, so GradCache, which calls the loss alone, cannot.
     """
+
+    options = InfoNCELoss.options + ("queue_size", "momentum")
+    grad_cache = False
 
     def __init__(self, temperature: float = 0.05, hard_negative_weight: float = 0.0, queue_size: int = 0,
                  dim: int | None = None):
@@ -150,22 +158,12 @@ class QueueInfoNCELoss(InfoNCELoss):
         self.register_buffer("queue", torch.zeros(queue_size, dim or 1))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
 
-    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
-        _, size = world()
-        anchor = gather_keep_local_grad(anchor)
-        n = anchor.size(0)
-        candidates = [gather_keep_local_grad(positive)]
-        if negative is not None:
-            candidates.append(gather_keep_local_grad(negative))
-        if int(self.filled):
-            candidates.append(self.queue[: int(self.filled)])
-        logits = cosine_matrix(anchor, torch.cat([c.float() for c in candidates], dim=0)) / self.temperature
-        targets = torch.arange(n, device=anchor.device)
-        if negative is not None and self.hard_negative_weight:
-            bonus = torch.zeros_like(logits)
-            bonus[targets, n + targets] = self.hard_negative_weight
-            logits = logits + bonus
-        return scale_gradient(nn.functional.cross_entropy(logits, targets), size)
+    @classmethod
+    def from_config(cls, config, dim):
+        return cls(config.temperature, config.hard_negative_weight, config.queue_size, dim)
+
+    def extra_candidates(self) -> list[torch.Tensor]:
+        return [self.queue[: int(self.filled)]] if int(self.filled) else []
 
     @torch.no_grad()
     def enqueue(self, vectors: torch.Tensor) -> None:
@@ -178,18 +176,40 @@ class QueueInfoNCELoss(InfoNCELoss):
         self.filled.fill_(min(int(self.filled) + k, self.queue_size))
 
 
-LOSSES = ("infonce", "cosent", "angle", "esimcse")
+@register_loss("cosent", default_for=("sts",))
+class CoSENTLoss(Loss):
+    """CoSENT: every pair with a higher gold score must get a higher similarity than every lower one.
+
+    ``loss = log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the
+    (global) batch; only the order of the gold scores matters, so 0–5 scores need no rescaling.
+    Pairs are compared across devices too, the same way ``InfoNCELoss`` gathers its candidates.
+    """
+
+    inputs = ("scored_pairs",)
+    options = ("loss_scale",)
+    similarity = staticmethod(pairwise_cosine)
+
+    def __init__(self, scale: float = 20.0):
+        super().__init__()
+        self.scale = scale
+
+    @classmethod
+    def from_config(cls, config, dim):
+        return cls(config.loss_scale)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        _, size = world()
+        sims = gather_keep_local_grad(self.similarity(first, second)) * self.scale
+        scores = gather_keep_local_grad(scores.float().to(sims.device))
+        # diff[i, j] = sim_j - sim_i, kept where pair i should rank above pair j.
+        diff = sims[None, :] - sims[:, None]
+        diff = diff.masked_fill(~(scores[:, None] > scores[None, :]), float("-inf"))
+        loss = torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
+        return scale_gradient(loss, size)
 
 
-def build_loss(name: str, temperature: float = 0.05, hard_negative_weight: float = 0.0, scale: float = 20.0,
-               queue_size: int = 0, dim: int | None = None) -> nn.Module:
-    """The loss module a recipe's ``loss:`` names."""
-    if name == "infonce":
-        return InfoNCELoss(temperature, hard_negative_weight)
-    if name == "cosent":
-        return CoSENTLoss(scale)
-    if name == "angle":
-        return AnglELoss(scale)
-    if name == "esimcse":
-        return QueueInfoNCELoss(temperature, hard_negative_weight, queue_size, dim)
-    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+@register_loss("angle")
+class AnglELoss(CoSENTLoss):
+    """AnglE: CoSENT's ranking over the angle similarity (no cosine saturation near ±1), as in sentence-transformers."""
+
+    similarity = staticmethod(pairwise_angle)

@@ -8,6 +8,8 @@ import copy
 import torch
 from torch import nn
 
+from kosimcse.evaluation.similarity import full_precision
+
 # PromptBERT's 'This sentence : "[X]" means [MASK] .' in Korean; the [MASK] state is the sentence vector.
 DEFAULT_PROMPT = '이 문장 : "[X]" 의 의미는 [MASK] 이다.'
 
@@ -65,25 +67,52 @@ def encode_batch(tokenizer, texts: list[str], max_length: int, prefix: str = "",
                  dup_rate: float = 0.0, generator: torch.Generator | None = None) -> dict:
     """Tokenise ``texts`` like the rest of the toolkit, optionally inside a prompt template or with word repetition.
 
-    With a template, only the sentence is truncated so the template (and its [MASK]) always survives.
+    ``prefix + text`` is always tokenised as one string, so that a repeated positive (ESimCSE) holds exactly
+    the anchor's tokens with some of them doubled in place: only the sentence's own tokens are repeated, never
+    the prefix's nor the special tokens, and a SentencePiece tokenizer gets no stray "▁" between prefix and
+    sentence. With a template, only the sentence is truncated so the template (and its [MASK]) always survives;
+    with repetition, the positive is cut back to ``max_length`` at the end of the sentence.
     """
     if not template and dup_rate <= 0:
         return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
                          return_tensors="pt")
-    head, tail = _template_parts(tokenizer, template)
-    head = (tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []) + head
-    lead, trail = _special_wrap(tokenizer)
-    budget = max(max_length - len(lead) - len(trail) - len(head) - len(tail), 1)
+    # The prefix's own tokens: the leading tokens that ``prefix + text`` shares with the prefix alone.
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+    if template:
+        head, tail = _template_parts(tokenizer, template)
+        lead, trail = _special_wrap(tokenizer)
+        before, after = lead + head, tail + trail
     rows = []
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if template:
+            content = tokenizer(prefix + text, add_special_tokens=False)["input_ids"]
+        else:
+            # Exactly the anchor's tokenisation (the plain call above), split around its special tokens.
+            enc = tokenizer(prefix + text, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+            ids, special = enc["input_ids"], enc["special_tokens_mask"]
+            inner = [i for i, flag in enumerate(special) if not flag]
+            first, last = (inner[0], inner[-1] + 1) if inner else (len(ids), len(ids))
+            before, content, after = ids[:first], ids[first:last], ids[last:]
+        fixed = _shared_start(prefix_ids, content)
+        body = content[fixed:]
         if dup_rate > 0:
-            ids = repeat_words(ids, dup_rate, generator)
-        rows.append({"input_ids": lead + head + ids[:budget] + tail + trail})
+            body = repeat_words(body, dup_rate, generator)
+        budget = max(max_length - len(before) - len(after), 1)
+        rows.append({"input_ids": before + (content[:fixed] + body)[:budget] + after})
     batch = tokenizer.pad(rows, padding=True, return_tensors="pt")
     if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in batch:
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
     return batch
+
+
+def _shared_start(a: list[int], b: list[int]) -> int:
+    """How many leading ids ``a`` and ``b`` have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _special_wrap(tokenizer) -> tuple[list[int], list[int]]:
@@ -166,6 +195,7 @@ class ConditionalDiscriminator(nn.Module):
         embeds = self.encoder.get_input_embeddings()(corrupted_ids)
         embeds = torch.cat([sentence_vectors.unsqueeze(1).to(embeds.dtype), embeds[:, 1:]], dim=1)
         states = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        logits = self.classifier(states).squeeze(-1).float()
+        with full_precision(states.device):  # a hidden -> 1 projection: float32 costs nothing here
+            logits = self.classifier(states.to(self.classifier.weight.dtype)).squeeze(-1).float()
         inner = inner_tokens(attention_mask)
         return nn.functional.binary_cross_entropy_with_logits(logits[inner], replaced[inner].float())

@@ -170,14 +170,12 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
 
     start = time.perf_counter()
     after = KoSimCSE.from_pretrained(exported, device=device, dtype=dtype)
-    # The run evaluated with at least 64 tokens (training.run.evaluate_tasks); so does the report, so that its
-    # numbers for the trained model reproduce the run's own (in fp32 exactly, in bf16 to about 0.01 on real models).
-    after.max_length = max(after.max_length, 64)
     models = {"after": after}
     if before_model is not None:
         # Same pooling, prefix and length as the trained model: the comparison is about the weights.
-        models = {"before": KoSimCSE.from_pretrained(before_model, pooling=after.pooling, prefix=after.prefix,
-                                                     max_length=after.max_length, device=device, dtype=dtype),
+        models = {"before": KoSimCSE.from_pretrained(
+            before_model, pooling=after.pooling, prefix=after.prefix, max_length=after.max_length, device=device,
+            dtype=dtype, prompt_template=after.module.config.prompt_template or None),
                   "after": after}
     timings["load_models_s"] = time.perf_counter() - start
     report.data["models"] = {name: {"path": str(enc.path), "pooling": enc.pooling, "prefix": enc.prefix,

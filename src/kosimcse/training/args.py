@@ -1,54 +1,50 @@
 """Training arguments as dataclasses, loadable from a YAML/JSON recipe with ``--key value`` overrides.
 
-Three groups, as in transformers' examples: what model (``ModelArguments``), what data
-(``DataArguments``), and how to train (``SimCSETrainingArguments``, a ``TrainingArguments`` subclass,
+Three groups, as in transformers' examples: what model (``ModelArguments``: the ``SimCSEConfig`` plus run-only
+fields), what data (``DataArguments``), and how to train (``SimCSETrainingArguments``, a ``TrainingArguments`` subclass,
 so every Trainer option — bf16, save_steps, report_to, resume … — works in a recipe as is).
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import functools
 import json
-from dataclasses import dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.model import SimCSEConfig
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(SimCSEConfig):
+    """The recipe's model options: every ``SimCSEConfig`` field (what the exported model is, saved with it) plus
+    the fields below, which say only how this run obtains and trains its encoder.
+
+    They are kept out of the saved config on purpose: a machine's path and the security switches
+    (``trust_remote_code``, ``allow_pickle``) must never travel with an export to be read back by a loader, and
+    ``freeze_embeddings`` / ``freeze_layers`` / ``dup_rate`` (ESimCSE's augmentation) change training, not what
+    the vectors mean.
+    """
+
     model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, local folder, or 'e5-small-airgap'."})
-    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt."})
-    mlp_only_train: bool = field(default=False, metadata={"help": "Train with the MLP head, embed without it (unsup SimCSE)."})
-    temperature: float = 0.05
-    hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
-    mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
-    rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
-                                                            "detection loss (paper: 0.005); 0 disables it."})
-    rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
-    loss: str = field(default="auto", metadata={"help": "infonce, esimcse, cosent, angle; auto: cosent for objective sts, "
-                                                        "esimcse for objective esimcse, else infonce."})
-    loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
-    queue_size: int = field(default=0, metadata={"help": "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches)."})
-    momentum: float = field(default=0.995, metadata={"help": "ESimCSE momentum encoder EMA factor."})
-    dup_rate: float = field(default=0.32, metadata={"help": "ESimCSE word repetition rate of the positive view."})
-    prompt_template: str = field(default="", metadata={"help": "pooler prompt: template with [X] and [MASK] "
-                                                               "(default: Korean PromptBERT template)."})
-    prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
-    max_length: int = 32
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token-embedding matrix (fast for big vocabularies)."})
     freeze_layers: int = field(default=0, metadata={"help": "Freeze the whole embedding block and the lowest N transformer "
                                                             "layers: backward then stops above them (faster CPU steps)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub. Off unless asked."})
     allow_pickle: bool = field(default=False, metadata={"help": "Allow loading pickle .bin weights (unsafe)."})
+    dup_rate: float = field(default=0.32, metadata={"help": "ESimCSE word repetition rate of the positive view."})
 
-    def __post_init__(self):
-        if self.mlm_weight < 0 or self.rtd_weight < 0:
-            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight {self.rtd_weight})")
-        if not 0.0 < self.rtd_mask_ratio < 1.0:
-            raise ValueError(f"rtd_mask_ratio must be in (0, 1), not {self.rtd_mask_ratio}")
+    def model_config(self, **resolved) -> SimCSEConfig:
+        """The ``SimCSEConfig`` part, with ``resolved`` values (the loss chosen by ``auto``, ...) over it."""
+        return SimCSEConfig.from_dict({**asdict(self), **resolved})
 
 
 @dataclass
@@ -74,7 +70,8 @@ SELECTION_SCORE = "eval_selection_score"
 @dataclass
 class SimCSETrainingArguments(TrainingArguments):
     output_dir: str = "runs/simcse"
-    grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size; 0 turns GradCache off."})
+    grad_cache_chunk_size: int = field(default=0, metadata={"help": "GradCache sub-batch size in sentence views (rows: "
+                                                                    "batch x views); 0 turns GradCache off."})
     max_bad_batches: int = field(default=0, metadata={"help": "Skip up to N batches with a non-finite loss before stopping."})
     eval_batch_size: int = 128
     precision: str = field(default="auto", metadata={"help": (
@@ -97,10 +94,11 @@ class SimCSETrainingArguments(TrainingArguments):
     save_total_limit: int | None = 2
     # all_gather needs equal batch sizes on every rank, and a ragged last batch would shrink the negative pool.
     dataloader_drop_last: bool = True
-    # Measured: with DDP's default dynamic graph, a loss over gathered embeddings came out with wrong
-    # gradients under gloo, while static_graph matched one process exactly (tests/test_ddp.py).
-    # SimCSE uses every parameter at every step, which is what static_graph requires.
-    ddp_static_graph: bool | None = True
+    # DDP's dynamic graph: static_graph breaks under no_sync, which gradient accumulation and GradCache use
+    # (PyTorch: an INTERNAL ASSERT at the first backward, pytorch/pytorch#143580). The dynamic graph needs
+    # find_unused_parameters, which the Trainer turns on for our plain nn.Module: the encoder's own pooler
+    # layer gets no gradient from SimCSE's poolers. tests/test_ddp.py checks both against one process.
+    ddp_static_graph: bool | None = False
     metric_for_best_model: str | None = "eval_cosine_spearman"
     greater_is_better: bool | None = True
     load_best_model_at_end: bool = True
@@ -109,6 +107,9 @@ class SimCSETrainingArguments(TrainingArguments):
     save_safetensors: bool = True
 
     def __post_init__(self):
+        if self.ddp_static_graph and (self.gradient_accumulation_steps > 1 or self.grad_cache_chunk_size):
+            raise ValueError("ddp_static_graph true does not work with gradient_accumulation_steps > 1 or GradCache "
+                             "(PyTorch's static graph breaks under DDP's no_sync); set ddp_static_graph false")
         if self.selection_tolerance < 0:
             raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
         if self.selection_tolerance > 0:
@@ -137,39 +138,103 @@ class SimCSETrainingArguments(TrainingArguments):
             raise KoSimCSEError(str(e)) from None
         self.precision, self.precision_reason = chosen.name, chosen.reason
         self.bf16, self.fp16 = chosen.name == "bf16", chosen.name == "fp16"
+        if chosen.name == "bf16" and device == "cpu":
+            self.use_cpu = True  # transformers refuses bf16 without a GPU unless told it runs on the CPU
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, SimCSETrainingArguments)
 
 
-def _coerce(value: str):
-    """Turn a CLI override string into the YAML value it spells (numbers, booleans, lists)."""
+@functools.cache
+def _option_actions() -> dict[str, tuple[argparse.Action, bool]]:
+    """Field name -> (the argparse action ``HfArgumentParser`` builds for it, whether the field takes None).
+
+    transformers' own ``--key value`` parser decides each field's type, choices and list-ness, so
+    overrides convert exactly as its example scripts do.
+    """
+    actions = {}
+    for action in HfArgumentParser(ARG_CLASSES)._actions:
+        if action.option_strings and action.dest not in actions:  # the field's own, not its --no_ twin
+            actions[action.dest] = action
+    optional = {name for cls in ARG_CLASSES for name, tp in typing.get_type_hints(cls).items()
+                if type(None) in typing.get_args(tp)}
+    return {name: (action, name in optional) for name, action in actions.items()}
+
+
+def _expected(action: argparse.Action, optional: bool) -> str:
+    if action.choices:
+        text = "one of " + ", ".join(map(str, action.choices))
+    else:
+        text = {str: "a string", int: "an integer", float: "a number", string_to_bool: "true or false"}.get(
+            action.type, getattr(action.type, "__name__", "a string"))
+    if action.nargs in ("+", "*"):
+        text = f"one or more values ({text} each, or a JSON/YAML list)"
+    return text + (", or none" if optional else "")
+
+
+def _coerce(option: str, field_name: str, words: list[str]):
+    """The value of ``--option`` (a field, or ``STAGE.field``) from the words after it, by the field's type."""
+    action, optional = _option_actions()[field_name]
+    expected = _expected(action, optional)
+    many = action.nargs in ("+", "*")
+    if not words:
+        if action.nargs == "?" and action.const is not None:  # a bare boolean flag
+            return action.const
+        raise KoSimCSEError(f"option --{option} needs a value ({expected})")
+    if optional and len(words) == 1 and words[0].lower() in ("none", "null"):
+        return None
+    if len(words) > 1 and not many:
+        raise KoSimCSEError(f"option --{option} takes one value ({expected}), got {len(words)}: {' '.join(words)}")
+    if many and len(words) == 1 and words[0].lstrip().startswith("["):
+        try:
+            items = yaml.safe_load(words[0])
+        except yaml.YAMLError:
+            items = None
+        if not isinstance(items, list):
+            raise KoSimCSEError(f"option --{option}: cannot read {words[0]!r} as a list")
+        words = [item if isinstance(item, str) else json.dumps(item) for item in items]
+    convert = action.type or str
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+        values = [convert(word) for word in words]
+    except (ValueError, TypeError, argparse.ArgumentTypeError):
+        raise KoSimCSEError(f"option --{option} expects {expected}, not {' '.join(words)!r}") from None
+    if action.choices and any(v not in action.choices for v in values):
+        raise KoSimCSEError(f"option --{option} expects {expected}, not {' '.join(words)!r}")
+    return values if many else values[0]
 
 
 def parse_overrides(tokens: list[str]) -> dict:
-    """``["--lr", "1e-5", "--bf16", "--report_tasks", "a", "b"]`` -> dict; a bare flag means True."""
-    out: dict = {}
+    """``["--learning_rate", "1e-5", "--bf16", "--report_tasks", "a", "b", "--nli.max_steps", "100"]`` -> dict.
+
+    Each value is read by the type of the field it sets: a string field takes the words as typed
+    (``--prefix "query: "``), a bool ``true/false/yes/no/1/0`` (a bare flag means true), numbers as numbers,
+    a list several words or a JSON/YAML list, an Optional field ``none``/``null``. ``--STAGE.key`` sets
+    ``key`` in one stage of a staged recipe. A wrong type or an unknown option raises ``KoSimCSEError``.
+    """
+    words: dict[str, list[str]] = {}
     key = None
     for tok in tokens:
-        if tok.startswith("--"):
+        if tok.startswith("--") and len(tok) > 2:
             key = tok[2:].replace("-", "_")
+            value = None
             if "=" in key:
-                key, val = key.split("=", 1)
-                out[key] = _coerce(val)
+                key, value = key.split("=", 1)
+            words[key] = [] if value is None else [value]
+            if value is not None:
                 key = None
-            else:
-                out[key] = True
         elif key is None:
             raise KoSimCSEError(f"override {tok!r} has no --key before it")
-        elif out[key] is True:
-            out[key] = _coerce(tok)
         else:
-            prev = out[key]
-            out[key] = (prev if isinstance(prev, list) else [prev]) + [_coerce(tok)]
+            words[key].append(tok)
+    fields = _option_actions()
+    out: dict = {}
+    for option, values in words.items():
+        field_name = option.split(".", 1)[1] if "." in option else option
+        if field_name not in fields:
+            close = difflib.get_close_matches(field_name, fields, n=1)
+            hint = f"; did you mean --{close[0]}?" if close else " (see `kosimcse train --help`)"
+            raise KoSimCSEError(f"unknown option --{option}{hint}")
+        out[option] = _coerce(option, field_name, values)
     return out
 
 

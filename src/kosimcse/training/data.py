@@ -33,12 +33,6 @@ def sentence_dataset(path: str | Path, cache_dir: str | Path | None = None, limi
     return ds
 
 
-def sentences_to_dataset(sentences: list[str]):
-    import datasets
-
-    return datasets.Dataset.from_dict({"text": list(sentences)})
-
-
 def triplet_dataset(triplets, limit: int | None = None, seed: int = 42):
     """Arrow dataset of (anchor, positive, negative) from ``NliTriplet`` records."""
     rows = {"anchor": [], "positive": [], "negative": []}

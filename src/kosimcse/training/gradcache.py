@@ -47,7 +47,10 @@ def grad_cache_backward(
 
     ``embed(chunk_inputs)`` returns ``[chunk_rows, dim]``; ``loss_on_embeddings(all_rows)`` returns the
     scalar loss. Gradients are left in the parameters' ``.grad``; the detached loss is returned.
-    ``no_sync`` (DDP's ``model.no_sync``) keeps all but the last chunk's backward from all-reducing.
+    ``no_sync`` (DDP's ``model.no_sync``) keeps all but the last chunk's backward from all-reducing; the last
+    one then all-reduces the gradients summed over every chunk. That needs DDP's dynamic graph (static_graph
+    breaks under ``no_sync``); inside an outer ``no_sync`` (gradient accumulation) the last chunk stays unsynced
+    too, since ``no_sync`` restores the flag it found.
     """
     rows = next(iter(inputs.values())).size(0)
     starts = list(range(0, rows, chunk_size))

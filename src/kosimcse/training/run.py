@@ -9,30 +9,84 @@ import time
 from pathlib import Path
 
 from kosimcse.errors import KoSimCSEError
-from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+from kosimcse.modeling.losses import INPUTS, LOSSES
+from kosimcse.modeling.model import SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
 from kosimcse.training.data import ContrastiveCollator, sentence_dataset, sts_pair_dataset, triplet_dataset
-from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, encode_sentences, has_finite_weights
+from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, has_finite_weights
 
 BEST_DIR = "best"
 
 
-OBJECTIVES = {"unsup": "infonce", "sup": "infonce", "esimcse": "esimcse", "sts": "cosent"}
-SCORE_LOSSES = ("cosent", "angle")
+# The kind of example each objective's data gives the loss (``losses.INPUTS``: sentence views per example).
+OBJECTIVES = {"unsup": "sentences", "esimcse": "sentences", "sup": "triplets", "sts": "scored_pairs"}
 
 
 def resolve_loss(margs: ModelArguments, objective: str) -> str:
-    """The loss for an objective (``loss: auto``), refusing combinations whose inputs do not fit."""
+    """The loss for an objective (``loss: auto``: the loss registered as its default), refused unless it takes the
+    objective's kind of example."""
     if objective not in OBJECTIVES:
         raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
-    loss = OBJECTIVES[objective] if margs.loss == "auto" else margs.loss
-    from kosimcse.modeling.losses import LOSSES
-
+    kind = OBJECTIVES[objective]
+    loss = next(n for n, c in LOSSES.items() if objective in c.default_for) if margs.loss == "auto" else margs.loss
     if loss not in LOSSES:
         raise KoSimCSEError(f"unknown loss {loss!r}; choose auto or one of {', '.join(LOSSES)}")
-    if (objective == "sts") != (loss in SCORE_LOSSES):
-        raise KoSimCSEError(f"loss {loss!r} does not fit objective {objective!r}: "
-                            f"STS scores train with {' or '.join(SCORE_LOSSES)}, the other objectives with infonce/esimcse")
+    if kind not in LOSSES[loss].inputs:
+        fitting = " or ".join(n for n, c in LOSSES.items() if kind in c.inputs)
+        raise KoSimCSEError(f"loss {loss!r} does not fit objective {objective!r}: its examples are "
+                            f"{kind.replace('_', ' ')}, which train with {fitting}")
+    return loss
+
+
+def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments) -> str:
+    """Refuse settings that could not take effect (or do not fit together) before anything is loaded.
+
+    A setting counts as set when it differs from its dataclass default, so a recipe that spells out a default
+    (e.g. ``temperature: 0.05`` shared by every stage) stays valid. Returns the resolved loss.
+    """
+    from kosimcse.modeling.model import head_setting_problem
+
+    loss = resolve_loss(margs, dargs.objective)
+    changed = lambda name: getattr(margs, name) != ModelArguments.__dataclass_fields__[name].default  # noqa: E731
+    problems = []
+    head = head_setting_problem(margs.pooler, margs.mlp_only_train)
+    if head:
+        problems.append(head)
+    reads = LOSSES[loss].options
+    for name in dict.fromkeys(option for c in LOSSES.values() for option in c.options):
+        if name not in reads and changed(name):
+            readers = "/".join(n for n, c in LOSSES.items() if name in c.options)
+            problems.append(f"{name} {getattr(margs, name)} has no effect with loss {loss} (read only by loss "
+                            f"{readers}); remove {name}")
+    if "hard_negative_weight" in reads and margs.hard_negative_weight != 0 and OBJECTIVES[dargs.objective] != "triplets":
+        problems.append(f"hard_negative_weight {margs.hard_negative_weight} has no effect with objective "
+                        f"{dargs.objective}: only objective sup (NLI triplets) has hard negatives; remove it")
+    if margs.prompt_template and margs.pooler != "prompt":
+        problems.append(f"prompt_template is used only with pooler: prompt (pooler is {margs.pooler}); "
+                        "set pooler: prompt or remove prompt_template")
+    if changed("rtd_mask_ratio") and margs.rtd_weight == 0:
+        problems.append(f"rtd_mask_ratio {margs.rtd_mask_ratio} has no effect while rtd_weight is 0 "
+                        "(the replaced-token detection loss is off); set rtd_weight > 0 or remove rtd_mask_ratio")
+    if changed("dup_rate") and dargs.objective != "esimcse":
+        problems.append(f"dup_rate {margs.dup_rate} (ESimCSE word repetition) has no effect with objective "
+                        f"{dargs.objective}; use objective: esimcse or remove dup_rate")
+    chunk = targs.grad_cache_chunk_size
+    if chunk:
+        views = INPUTS[OBJECTIVES[dargs.objective]]  # GradCache chunks count rows: examples x views
+        rows = targs.per_device_train_batch_size * views
+        if chunk >= rows:
+            problems.append(f"grad_cache_chunk_size {chunk} has no effect: one chunk already holds the whole batch "
+                            f"({targs.per_device_train_batch_size} examples x {views} views = "
+                            f"{rows} rows); set it below {rows} or to 0")
+        if not LOSSES[loss].grad_cache:
+            problems.append(f"loss {loss} is not supported with GradCache, which calls the loss without the model's "
+                            "forward step (where ESimCSE fills its momentum queue); set grad_cache_chunk_size 0")
+        if margs.mlm_weight > 0 or margs.rtd_weight > 0:
+            # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped.
+            problems.append("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
+                            "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
+    if problems:
+        raise KoSimCSEError("; ".join(problems))
     return loss
 
 
@@ -40,20 +94,18 @@ def build_model(margs: ModelArguments, objective: str = "unsup", batch_size: int
     """Resolve the model id (Hub, local folder or air-gapped alias) and wrap it for SimCSE."""
     from transformers import AutoTokenizer
 
-    from kosimcse.modeling.loading import resolve_model
+    from kosimcse.loading.resolve import resolve_model
 
     path = resolve_model(margs.model_name_or_path, allow_pickle=margs.allow_pickle,
                          trust_remote_code=margs.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=margs.trust_remote_code)
     loss = resolve_loss(margs, objective)
-    config = SimCSEConfig(pooler=margs.pooler, mlp_only_train=margs.mlp_only_train, temperature=margs.temperature,
-                          hard_negative_weight=margs.hard_negative_weight, mlm_weight=margs.mlm_weight,
-                          rtd_weight=margs.rtd_weight, rtd_mask_ratio=margs.rtd_mask_ratio,
-                          prefix=margs.prefix, max_length=margs.max_length, loss=loss, loss_scale=margs.loss_scale,
-                          # ESimCSE's queue: a couple of batches of past sentences by default.
-                          queue_size=(margs.queue_size or 2 * batch_size) if loss == "esimcse" else 0,
-                          momentum=margs.momentum, prompt_template=margs.prompt_template,
-                          mask_token_id=tokenizer.mask_token_id)
+    resolved = {"loss": loss}
+    if "queue_size" in LOSSES[loss].options:  # ESimCSE's queue: a couple of batches of past sentences by default.
+        resolved["queue_size"] = margs.queue_size or 2 * batch_size
+    if margs.mask_token_id is None:
+        resolved["mask_token_id"] = tokenizer.mask_token_id
+    config = margs.model_config(**resolved)
     model = SimCSEModel.from_encoder(path, config, trust_remote_code=margs.trust_remote_code)
     if margs.freeze_embeddings:
         # For big-vocabulary encoders (e5: 96M of 118M weights are the token matrix) AdamW on the
@@ -99,9 +151,10 @@ def _read_sts_pairs(dargs: DataArguments):
     from kosimcse.data import readers
     from kosimcse.paths import data_dir
 
-    root = data_dir(dargs.data_dir)
-    files = [Path(f) for f in dargs.sts_files] or [root / "korsts" / "sts-train.tsv",
-                                                    root / "klue-sts" / "klue_sts_train.csv"]
+    files = [Path(f) for f in dargs.sts_files]
+    if not files:
+        root = data_dir(dargs.data_dir)
+        files = [root / "korsts" / "sts-train.tsv", root / "klue-sts" / "klue_sts_train.csv"]
     held_out = _evaluation_files(dargs)
     pairs = []
     for path in files:
@@ -132,17 +185,10 @@ def _read_triplets(dargs: DataArguments):
 
 
 def _evaluation_files(dargs: DataArguments) -> set[Path]:
-    from kosimcse.data.tasks import list_tasks, task_path
-    from kosimcse.paths import data_dir
+    """The files the evaluator reads for this data folder (one registry: ``kosimcse.data.tasks``)."""
+    from kosimcse.data.tasks import task_files
 
-    held_out = set()
-    for name in list_tasks():
-        for root in (None, data_dir(dargs.data_dir)):  # the embedded copy and the data folder's
-            try:
-                held_out.add(task_path(name, root).resolve())
-            except KoSimCSEError:
-                continue
-    return held_out
+    return task_files(dargs.data_dir)
 
 
 def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
@@ -153,7 +199,11 @@ def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
     if not target.exists():
         specs = default_sources(dargs.data_dir, seed=dargs.prepare_seed, sts=dargs.prepare_sts,
                                 domain=list(dargs.prepare_sources))
-        prepare_corpus(specs, out_dir=out_dir, data_dir=dargs.data_dir)
+        from kosimcse.data.tasks import DEFAULT_EVAL_SETS
+
+        # The sets this run evaluates on are guarded too, even custom ones.
+        guarded = tuple(dict.fromkeys([*DEFAULT_EVAL_SETS, dargs.eval_task, *dargs.report_tasks]))
+        prepare_corpus(specs, out_dir=out_dir, eval_sets=guarded, data_dir=dargs.data_dir)
     return target
 
 
@@ -162,7 +212,7 @@ def build_evaluator(dargs: DataArguments, task: str | None = None):
     from kosimcse.evaluation.sts import StsEvaluator
 
     name = task or dargs.eval_task
-    return StsEvaluator(load_sts_task(name), name=name)
+    return StsEvaluator(load_sts_task(name, dargs.data_dir), name=name)
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, precision: str = "fp32") -> dict[str, dict]:
@@ -172,12 +222,9 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], dargs: DataArguments, pre
     results = {}
     device = next(model.parameters()).device
     chosen = resolve_precision(precision, device)
-    autocast = (lambda: chosen.autocast(device.type)) if chosen.torch_dtype is not None else None
     for task in tasks:
         evaluator = build_evaluator(dargs, task)
-        results[task] = evaluator(lambda texts: encode_sentences(
-            model, tokenizer, texts, max_length=model.config.embed_max_length, prefix=model.config.prefix,
-            autocast=autocast))
+        results[task] = evaluator(lambda texts: model.encode(tokenizer, texts, batch_size=128, precision=chosen.name))
     return results
 
 
@@ -189,7 +236,9 @@ def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: 
              f"SimCSE ({dargs.objective}) sentence embeddings trained with KoSimCSE from `{margs.model_name_or_path}`.",
              f"Pooling `{margs.pooler}`, MLP only in training: {margs.mlp_only_train}, temperature {margs.temperature}, "
              f"prefix {margs.prefix!r}." + (f" Trained and evaluated in {precision}." if precision else ""), "",
-             "Loads with `transformers.AutoModel`, `sentence_transformers.SentenceTransformer` and `kosimcse.KoSimCSE`.", ""]
+             "Loads with `transformers.AutoModel`, `kosimcse.KoSimCSE` and `kosimcse eval/encode/search`"
+             + (" (prompt pooling has no sentence-transformers module, so it has no `SentenceTransformer` layout)."
+                if margs.pooler == "prompt" else ", and `sentence_transformers.SentenceTransformer`."), ""]
     for task, metrics in results.items():
         lines += [f"## {task}", "", markdown_table({name: metrics}), ""]
     return "\n".join(lines)
@@ -222,17 +271,18 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     """Train, keep the best checkpoint by dev cosine Spearman, export it to ``OUTPUT/best``; return a summary."""
     from transformers import set_seed
 
+    validate_settings(margs, dargs, targs)
     set_seed(targs.seed)
     if targs.should_log:
         print(f"precision: {targs.precision} ({targs.precision_reason})", file=sys.stderr, flush=True)
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
-    if model.config.loss == "esimcse" and targs.grad_cache_chunk_size:
-        raise KoSimCSEError("ESimCSE's momentum queue is not supported with GradCache; set grad_cache_chunk_size 0")
-    if (margs.mlm_weight > 0 or margs.rtd_weight > 0) and targs.grad_cache_chunk_size:
-        # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped silently.
-        raise KoSimCSEError("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
-                            "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
     train_dataset = build_train_dataset(dargs, targs)
+    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1)
+    if targs.dataloader_drop_last and len(train_dataset) < global_batch:
+        # Ragged batches are dropped (all_gather needs equal shapes), so this would train 0 steps and export the start.
+        raise KoSimCSEError(f"{len(train_dataset)} training examples fill no batch of {global_batch} "
+                            "(per_device_train_batch_size x processes): training would run 0 steps. "
+                            "Lower per_device_train_batch_size or give more data")
     evaluator = build_evaluator(dargs)
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
                                    mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
@@ -331,8 +381,11 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     """Run every stage of a ``stages:`` recipe; a stage whose export exists already is skipped when resuming."""
     from kosimcse.training.args import load_recipe, read_recipe
 
+    stages = stage_settings(read_recipe(path), overrides)
+    for _, settings in stages:  # a later stage's mistake should not wait for the earlier stages' training
+        validate_settings(*load_recipe(None, settings))
     summaries = []
-    for name, settings in stage_settings(read_recipe(path), overrides):
+    for name, settings in stages:
         summary_file = Path(settings["output_dir"]) / "summary.json"
         if resume and summary_file.exists() and (Path(settings["output_dir"]) / BEST_DIR).is_dir():
             summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))
@@ -343,16 +396,9 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     return summaries
 
 
-if __name__ == "__main__":  # python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value | --STAGE.key value]
+if __name__ == "__main__":  # an alias of `kosimcse train RECIPE [--resume] [--key value | --STAGE.key value]`
     import sys
 
-    from kosimcse.training.args import parse_overrides
+    from kosimcse.cli import main
 
-    argv = sys.argv[1:]
-    if not argv:
-        raise SystemExit("usage: python -m kosimcse.training.run RECIPE.yaml [--resume] [--key value ...]")
-    resume_flag = "--resume" in argv
-    extra = parse_overrides([a for a in argv[1:] if a != "--resume"])
-    for done in train_stages(argv[0], extra, resume=resume_flag):
-        print(json.dumps({k: done.get(k) for k in ("stage", "exported", "best_metric", "global_step", "wall_time_s")},
-                         ensure_ascii=False))
+    main(["train", *sys.argv[1:]])

@@ -51,40 +51,31 @@ class JsonlLogger(TrainerCallback):
 
 
 def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
-                     prefix: str = "", device=None, autocast=None, progress: bool = False,
-                     desc: str = "encode") -> np.ndarray:
-    """Embed sentences with a ``SimCSEModel`` in eval mode, longest first so padding is minimal.
+                     prefix: str = "", device=None, autocast=None) -> np.ndarray:
+    """``SimCSEModel.encode`` under this name and its former defaults, for callers that use it."""
+    with autocast() if autocast else contextlib.nullcontext():
+        return model.encode(tokenizer, sentences, batch_size=batch_size, max_length=max_length, prefix=prefix,
+                            device=device)
 
-    ``progress``: a tqdm bar on stderr (sentences done of all, rate, ETA); off unless asked, so tests and
-    library callers stay quiet whether or not stderr is a terminal.
+
+def refuse_data_parallel(args) -> None:
+    """Stop where the Trainer would fall back to ``nn.DataParallel`` (several visible GPUs, one process).
+
+    DataParallel splits each batch across the GPUs and computes the loss per replica, so every GPU would
+    contrast its sentences only with its own share of the negatives; DDP under torchrun gathers them all.
     """
-    from tqdm.auto import tqdm
-
-    from kosimcse.modeling.objectives import encode_batch
-
-    template = model.config.prompt_template if getattr(model.config, "is_prompt", False) else ""
-    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
-    device = device or next(model.parameters()).device
-    out = [None] * len(sentences)
-    was_training = model.training
-    model.eval()
-    # Longest batches come first, so the rate (and the ETA) improves as the bar advances.
-    bar = tqdm(total=len(sentences), desc=desc, unit=" sent", disable=not progress, leave=False, mininterval=1.0,
-               dynamic_ncols=True)
-    with bar, torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
-        for s in range(0, len(order), batch_size):
-            idx = order[s: s + batch_size]
-            enc = encode_batch(tokenizer, [sentences[i] for i in idx], max_length, prefix, template).to(device)
-            vecs = model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).float().cpu().numpy()
-            for i, v in zip(idx, vecs):
-                out[i] = v
-            bar.update(len(idx))
-    model.train(was_training)
-    return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+    n_gpu = getattr(args, "n_gpu", 1)
+    if n_gpu > 1:
+        raise KoSimCSEError(
+            f"{n_gpu} GPUs are visible but training runs in one process, where the Trainer would use "
+            "nn.DataParallel and each GPU would see only its share of the in-batch negatives. Start one process "
+            f"per GPU: torchrun --nproc_per_node {n_gpu} -m kosimcse train RECIPE; "
+            "or train on one GPU: CUDA_VISIBLE_DEVICES=0 kosimcse train RECIPE")
 
 
 class SimCSETrainer(Trainer):
     def __init__(self, *args, sts_evaluator=None, tokenizer=None, **kwargs):
+        refuse_data_parallel(kwargs["args"] if "args" in kwargs else args[1] if len(args) > 1 else None)
         super().__init__(*args, **kwargs)
         self.sts_evaluator = sts_evaluator
         self.tokenizer_for_eval = tokenizer
@@ -202,13 +193,10 @@ class SimCSETrainer(Trainer):
         if self.sts_evaluator is None:
             return {}
         model = self.accelerator.unwrap_model(self.model)
-        config = model.config
-        with_autocast = self.accelerator.autocast if (self.args.bf16 or self.args.fp16) else None
-        scores = self.sts_evaluator(lambda texts: encode_sentences(
-            model, self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size,
-            max_length=config.embed_max_length, prefix=config.prefix, autocast=with_autocast,
-            progress=not self.args.disable_tqdm and self.is_world_process_zero(),
-            desc=f"{self.sts_evaluator.name} (step {self.state.global_step})"))
+        precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
+        scores = self.sts_evaluator(lambda texts: model.encode(
+            self.tokenizer_for_eval, texts, batch_size=self.args.eval_batch_size, precision=precision,
+            show_progress=not self.args.disable_tqdm and self.is_world_process_zero()))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         if self.state.global_step == 0:
             # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.

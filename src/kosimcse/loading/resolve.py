@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import threading
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,25 +32,15 @@ OFFLINE_HELP = (
 )
 
 
-@dataclass
-class EncoderConfig:
-    """Inference settings saved with a model; ``None`` means the model folder does not say."""
-
-    pooling: str | None = None
-    prefix: str | None = None
-    max_length: int | None = None
-    normalize: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# What a model folder that says nothing about its pooling gets (sentence-transformers' defaults).
+DEFAULT_POOLING = "mean"
+DEFAULT_MAX_LENGTH = 128
 
 
 class LoadedEncoder(NamedTuple):
-    model: Any
+    model: Any  # a SimCSEModel in eval mode: the encoder (torch, or an ONNX graph), its config and saved head
     tokenizer: Any
-    config: EncoderConfig
     path: Path
-    head: Any = None  # torch module applied after pooling (a saved SimCSE MLP / ST Dense), or None
 
 
 def _read_json(path: Path) -> Any:
@@ -163,7 +152,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False
     name = os.fspath(name_or_path)
     if name == AIRGAP_ALIAS:
         try:
-            from kosimcse.modeling.airgap import ensure_e5_small
+            from kosimcse.loading.airgap import ensure_e5_small
         except ImportError as e:
             raise ModelLoadError(f"the {AIRGAP_ALIAS} encoder is unavailable ({e}); install kosimcse[airgap]") from None
         folder = Path(ensure_e5_small())
@@ -182,11 +171,13 @@ def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False
     return folder
 
 
-def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
-    cfg = EncoderConfig()
+def _sentence_transformers_settings(root: Path) -> dict[str, Any]:
+    """The ``SimCSEConfig`` fields a sentence-transformers folder implies (pooling, Normalize, length, prompt)."""
+    settings: dict[str, Any] = {"pooler": DEFAULT_POOLING, "inference_max_length": DEFAULT_MAX_LENGTH}
     modules = root / "modules.json"
     if not modules.is_file():
-        return cfg
+        log.info("%s saves no pooling: using %s", root, DEFAULT_POOLING)
+        return settings
     for module in _read_json(modules):
         if not isinstance(module, dict):
             continue
@@ -200,22 +191,22 @@ def _pooling_from_sentence_transformers(root: Path) -> EncoderConfig:
             modes = [mode] if isinstance(mode, str) else list(mode)
             mapping = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean"}
             if len(modes) == 1 and modes[0] in mapping:
-                cfg.pooling = mapping[modes[0]]
+                settings["pooler"] = mapping[modes[0]]
             else:
                 log.warning("%s: pooling %s is not supported here; pass --pooling", sub / "config.json", modes)
         elif kind == "Normalize":
-            cfg.normalize = True
+            settings["normalize"] = True
         elif kind == "Transformer":
             sbert = sub / "sentence_bert_config.json"
-            if sbert.is_file():
-                cfg.max_length = _read_json(sbert).get("max_seq_length")
+            if sbert.is_file() and _read_json(sbert).get("max_seq_length"):
+                settings["inference_max_length"] = _read_json(sbert)["max_seq_length"]
     st_config = root / "config_sentence_transformers.json"
     if st_config.is_file():
         stc = _read_json(st_config)
         prompt_name = stc.get("default_prompt_name")
         if prompt_name and isinstance(stc.get("prompts"), dict):
-            cfg.prefix = stc["prompts"].get(prompt_name)
-    return cfg
+            settings["prefix"] = stc["prompts"].get(prompt_name) or ""
+    return settings
 
 
 # Activations a saved Dense module may name; anything else is refused rather than imported by name.
@@ -239,6 +230,8 @@ def load_dense_head(root: str | os.PathLike):
     import torch
     from safetensors.torch import load_file
 
+    from kosimcse.modeling.model import MLPHead
+
     layers = []
     for module in _read_json(modules):
         if not (isinstance(module, dict) and _module_kind(module) == "Dense"):
@@ -252,44 +245,47 @@ def load_dense_head(root: str | os.PathLike):
         if activation is None:
             raise ModelLoadError(f"{sub}: unsupported Dense activation {cfg.get('activation_function')!r}")
         state = load_file(weights)
-        linear = torch.nn.Linear(int(cfg["in_features"]), int(cfg["out_features"]), bias=bool(cfg.get("bias", True)))
-        linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
-        layers += [linear, getattr(torch.nn, activation)()]
-    return torch.nn.Sequential(*layers).eval() if layers else None
+        layer = MLPHead(int(cfg["in_features"]), int(cfg["out_features"]), getattr(torch.nn, activation)(),
+                        bias=bool(cfg.get("bias", True)))
+        layer.dense.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+        layers.append(layer)
+    if not layers:
+        return None
+    return (layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)).eval()
 
 
-def read_encoder_config(root: str | os.PathLike) -> EncoderConfig:
-    """Saved inference settings: ``kosimcse_config.json`` wins over a sentence-transformers pooling config."""
+def read_config(root: str | os.PathLike):
+    """The ``SimCSEConfig`` saved with a model: its ``kosimcse_config.json``, else what a sentence-transformers folder
+    implies, else mean pooling, no prefix, 128 tokens."""
+    from kosimcse.modeling.model import SimCSEConfig
+
     root = Path(root)
-    cfg = _pooling_from_sentence_transformers(root)
     ours = root / KOSIMCSE_CONFIG
     if ours.is_file():
-        saved = _read_json(ours)
-        if saved.get("pooling") is None and saved.get("pooler") is not None:  # SimCSEConfig's name for it
-            saved["pooling"] = saved["pooler"]
-        if saved.get("inference_max_length") is not None:  # SimCSEConfig: training truncation != inference
-            saved["max_length"] = saved["inference_max_length"]
-        for key in ("pooling", "prefix", "max_length", "normalize"):
-            if saved.get(key) is not None:
-                setattr(cfg, key, saved[key])
-    return cfg
+        return SimCSEConfig.from_dict(_read_json(ours))
+    return SimCSEConfig(**_sentence_transformers_settings(root))
 
 
-def write_encoder_config(folder: str | os.PathLike, pooling: str, prefix: str = "", max_length: int | None = None,
-                         normalize: bool | None = None) -> Path:
-    """Save inference settings beside a model so ``kosimcse eval``/``encode`` use them without flags."""
-    from kosimcse.modeling.pooling import canonical_pooler
+def inference_model(encoder, tokenizer, root: Path, **settings):
+    """``SimCSEModel.for_inference`` over a loaded encoder: the folder's saved config with the non-None ``settings``
+    (any ``SimCSEConfig`` field: pooler, prefix, inference_max_length, ...) over it, and the folder's saved head."""
+    from dataclasses import replace
 
-    canonical_pooler(pooling)
-    path = Path(folder) / KOSIMCSE_CONFIG
-    payload = {"pooling": pooling, "prefix": prefix, "max_length": max_length, "normalize": normalize}
-    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
+    from kosimcse.modeling.model import SimCSEModel
+
+    config = replace(read_config(root), **{k: v for k, v in settings.items() if v is not None})
+    if config.mask_token_id is None:
+        config.mask_token_id = tokenizer.mask_token_id
+    try:
+        return SimCSEModel.for_inference(encoder, config, load_dense_head(root))
+    except ValueError as e:
+        raise ModelLoadError(f"{root}: {e}") from None
 
 
 def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
-                 torch_dtype=None) -> LoadedEncoder:
-    """Resolve and load ``(model, tokenizer, saved config, folder, head)``; the model is in eval mode."""
+                 torch_dtype=None, **settings) -> LoadedEncoder:
+    """Resolve and load ``(model, tokenizer, folder)``: the model is a ``SimCSEModel`` in eval mode, built by
+    ``inference_model`` (``settings`` override the saved config)."""
     root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     folder = transformer_dir(root)
     kind = check_weights(folder, allow_pickle)
@@ -300,10 +296,9 @@ def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False,
         kwargs["dtype"] = torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(folder, use_safetensors=(kind == "safetensors"), **kwargs)
+        encoder = AutoModel.from_pretrained(folder, use_safetensors=(kind == "safetensors"), **kwargs)
     except ModelLoadError:
         raise
     except Exception as e:
         raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
-    model.eval()
-    return LoadedEncoder(model, tokenizer, read_encoder_config(root), root, load_dense_head(root))
+    return LoadedEncoder(inference_model(encoder, tokenizer, root, **settings), tokenizer, root)
