@@ -208,7 +208,7 @@ TASK_NAMES = {"korsts-dev": "KorSTS dev", "korsts-test": "KorSTS test", "klue-st
 
 
 def read_result(model_id: str, start: dict, selected: dict, last: dict, geometry: dict, kept_initial: bool,
-                selected_step: int, last_step: int, longer: str) -> str:
+                selected_step: int, last_step: int, longer: str, selection_pairs: int) -> str:
     """One plain paragraph saying what training did and where SimCSE helps (cosine Spearman throughout)."""
     def moves(a: dict, b: dict) -> str:
         return ", ".join(f"{TASK_NAMES.get(t, t)} {a[t]['cosine_spearman']:.2f} -> {b[t]['cosine_spearman']:.2f} "
@@ -222,8 +222,8 @@ def read_result(model_id: str, start: dict, selected: dict, last: dict, geometry
     text += ". "
     b, s = start["korsts-dev"]["cosine_spearman"], selected["korsts-dev"]["cosine_spearman"]
     if kept_initial:
-        text += ("Checkpoints are chosen on KorSTS dev alone (never on the test sets), and none beat the start there, "
-                 "so the exported model is the start, unchanged.")
+        text += (f"Checkpoints are chosen on the {selection_pairs:,} KorSTS-dev pairs scored during training (never "
+                 "on the test sets), and none beat the start there, so the exported model is the start, unchanged.")
     else:
         text += (f"The exported model is the checkpoint of step {selected_step}"
                  + (" (the last)" if selected_step == last_step else f": {moves(start, selected)}") + ".")
@@ -460,7 +460,7 @@ def _quickstart(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, ev
     commands = next_commands(prog, model_id, out, sample, options)
     longer = commands[2][1]
     reading = read_result(model_id, before, selected, last, {"start": geo_before, "last": geo_last}, kept_initial,
-                          selected_step, last_step, longer)
+                          selected_step, last_step, longer, selection_pairs)
     names = {"start": f"start: {model_id}",
              "selected": ("selected: the start, kept (no checkpoint beat it)" if kept_initial
                           else f"selected: step {selected_step}" + (" (= last)" if selected_step == last_step else "")),
