@@ -145,3 +145,18 @@ def test_prefix_with_colon_trains_and_the_export_embeds_with_it(tmp_path, monkey
     bare = KoSimCSE.from_pretrained(exported, prefix="", dtype="fp32")
     np.testing.assert_allclose(saved.encode(texts), bare.encode(["query: " + t for t in texts]), atol=1e-6)
     assert not np.allclose(saved.encode(texts), bare.encode(texts), atol=1e-4)
+
+
+def test_training_bar_stays_on_when_the_cli_quiets_transformers_logging(tmp_path):
+    """`kosimcse` sets transformers' verbosity to error; the Trainer used to switch its progress bar off with it."""
+    import transformers
+
+    from kosimcse.training.args import load_recipe
+
+    before = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        _, _, targs = load_recipe(None, {"output_dir": str(tmp_path / "run")})
+    finally:
+        transformers.logging.set_verbosity(before)
+    assert targs.disable_tqdm is False

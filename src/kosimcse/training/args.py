@@ -87,6 +87,9 @@ class SimCSETrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = 64
     num_train_epochs: float = 1.0
     logging_steps: int = 10
+    # The training bar with loss and ETA stays on even though the CLI quiets transformers' logging (the Trainer's
+    # default ties the bar to that log level).
+    disable_tqdm: bool | None = False
     eval_strategy: str = "steps"
     eval_steps: int = 125
     save_strategy: str = "steps"
