@@ -3,12 +3,15 @@
 
 import json
 
+import pytest
+
 from helpers import make_tiny_model_dir
 from kosimcse.data.tasks import load_sts_task
 from kosimcse.training.args import load_recipe
 from kosimcse.training.run import train
 
 
+@pytest.mark.slow  # 160 steps of batch 64: minutes in fp32 on a CPU without native bf16; CI runs it via make test-slow
 def test_unsupervised_simcse_raises_korsts_dev_spearman(tmp_path):
     # KorSTS train lies only in the data folder (dev/test are embedded); without it, fall back to the
     # embedded test split's sentences as unlabeled text so the test still runs on a bare clone.
