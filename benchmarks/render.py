@@ -97,8 +97,9 @@ def target_rows(results_dir: Path) -> list[tuple]:
             kept = all(r.get("kept_initial_model") for r in by_seed.values())
             seeds = f"{len(tests)} seed{'s' if len(tests) > 1 else ''}"
             if name.startswith(("unsup", "esimcse", "prompt", "diffcse")):
+                prefix = "before the head fix; " if "before the MLP-head fix" in data.get("start_description", "") else ""
                 rows.append(_row(f"unsupervised objective, KorSTS test ({name}, {data['steps']} steps)", mean,
-                                 UNSUP_TARGET, f"{seeds}; {path.stem}", kept))
+                                 UNSUP_TARGET, f"{prefix}{seeds}; {path.stem}", kept))
             elif name.startswith(("multitask", "sts_")):
                 budget = f"{data['sts_steps']} STS steps" if "sts_steps" in data else ""
                 if "sts_lr" in data:
