@@ -76,3 +76,22 @@ def test_export_loads_in_transformers_and_sentence_transformers(tiny_dir, tmp_pa
         np.testing.assert_allclose(hf(**enc).last_hidden_state.numpy(),
                                    model.encoder.eval()(**enc).last_hidden_state.numpy(), atol=1e-6)
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
+
+
+def test_continuing_from_an_export_keeps_its_trained_inference_head(tmp_path):
+    """A later stage from an export with `pooler: cls` (head used at inference) starts from that head, not a random one."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from helpers import make_tiny_model_dir
+    from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+
+    base = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
+    first = SimCSEModel.from_encoder(base, SimCSEConfig(pooler="cls"))
+    with torch.no_grad():
+        first.head.dense.weight.fill_(0.01)
+        first.head.dense.bias.fill_(0.5)
+    export = first.save_pretrained(tmp_path / "export", tokenizer=AutoTokenizer.from_pretrained(base))
+    second = SimCSEModel.from_encoder(export, SimCSEConfig(pooler="cls"))
+    assert torch.equal(second.head.dense.weight, first.head.dense.weight)
+    assert torch.equal(second.head.dense.bias, first.head.dense.bias)

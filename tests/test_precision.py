@@ -99,3 +99,24 @@ def test_tiny_train_on_a_cpu_without_fast_bf16_logs_and_records_fp32(tmp_path):
     assert summary["precision"] == "fp32" and summary["precision_reason"]
     card = (tmp_path / "run" / "best" / "README.md").read_text(encoding="utf-8")
     assert "Trained and evaluated in fp32" in card
+
+
+def test_explicit_bf16_false_turns_half_precision_off_even_where_bf16_is_native(tmp_path, monkeypatch):
+    _cpu(monkeypatch, True)
+    _, _, targs = load_recipe(None, _values(tmp_path, bf16=False))
+    assert (targs.bf16, targs.precision) == (False, "fp32")
+    with pytest.raises(KoSimCSEError, match="contradicts"):
+        load_recipe(None, _values(tmp_path, precision="bf16", bf16=False))
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE", "AVX512_CORE_VNNI"])
+def test_onednn_caps_without_bf16_instructions_mean_fp32(monkeypatch, isa):
+    """oneDNN's own check passes AVX512_CORE caps, which still have no bf16 instructions."""
+    monkeypatch.setattr(precision_module, "_cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    precision_module.cpu_bf16_native.cache_clear()
+    try:
+        native, reason = precision_module.cpu_bf16_native()
+    finally:
+        precision_module.cpu_bf16_native.cache_clear()
+    assert native is False and isa in reason

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# oneDNN ISA caps that still include bf16 instructions (AVX512_CORE_BF16, ..._AMX, ..._FP16, AVX10_*, ALL, DEFAULT).
+_ISA_WITH_BF16 = ("BF16", "AMX", "FP16", "AVX10", "ALL", "DEFAULT")
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,12 @@ def cpu_bf16_native() -> tuple[bool, str]:
     found = [f for f in _BF16_FLAGS if f in flags]
     if not found:
         return False, "this CPU has no AMX or AVX512-BF16, so bf16 would be emulated and much slower than fp32"
-    # oneDNN's own check honours ONEDNN_MAX_CPU_ISA (e.g. AVX2 on an AMX machine turns bf16 into emulation).
+    # A cap on oneDNN's ISA (e.g. AVX2, or AVX512_CORE on an AMX machine) turns bf16 into emulation. oneDNN's own check
+    # catches caps below AVX-512 but passes AVX512_CORE(_VNNI), which have no bf16 instructions: read the cap too.
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if check is not None and not check():
-        isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    capped = bool(isa) and not any(word in isa for word in _ISA_WITH_BF16)
+    if capped or (check is not None and not check()):
         return False, (f"oneDNN will not use the CPU's {'/'.join(found)}"
                        + (f" (ONEDNN_MAX_CPU_ISA={isa})" if isa else "") + ", so bf16 would be emulated")
     return True, f"the CPU has {'/'.join(found)}, where bf16 runs several times faster than fp32"

@@ -209,6 +209,14 @@ class SimCSEModel(nn.Module):
             encoder = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
         discriminator = ConditionalDiscriminator(encoder) if config.rtd_weight > 0 else None
         model = cls(encoder, config, mlm_head, discriminator)
+        if model.head is not None and Path(name_or_path).is_dir():
+            # Continuing from an export whose head is part of inference (a later stage, or more training): its
+            # trained head, not a fresh random one, or the start would be scored through noise.
+            from kosimcse.loading.resolve import load_dense_head
+
+            saved = load_dense_head(name_or_path)
+            if isinstance(saved, MLPHead) and saved.dense.weight.shape == model.head.dense.weight.shape:
+                model.head.load_state_dict(saved.state_dict())
         if isinstance(model.loss_fn, QueueInfoNCELoss) and config.queue_size > 0:
             # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
             model.momentum_encoder = MomentumEncoder(encoder, config.momentum)
@@ -267,7 +275,7 @@ class SimCSEModel(nn.Module):
         """
         from tqdm.auto import tqdm
 
-        from kosimcse.precision import Precision
+        from kosimcse.precision import resolve_precision
 
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', not {convert_to!r}")
@@ -286,7 +294,7 @@ class SimCSEModel(nn.Module):
             # One autocast context around all batches: autocast caches the low-precision weight copies only
             # while its outermost context is open.
             with tqdm(total=len(texts), disable=not show_progress, desc="encode", unit="sent", leave=False) as bar, \
-                    Precision(precision, "").autocast(device.type):
+                    resolve_precision(precision, device).autocast(device.type):
                 for start in range(0, len(texts), batch_size):
                     idx = order[start:start + batch_size]
                     batch = encode_batch(tokenizer, [texts[i] for i in idx], max_length, prefix, template).to(device)

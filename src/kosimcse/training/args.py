@@ -77,6 +77,9 @@ class SimCSETrainingArguments(TrainingArguments):
     precision: str = field(default="auto", metadata={"help": (
         "auto, bf16, fp16 or fp32. auto: bf16 only where it is native (CPUs with AMX/AVX512-BF16, bf16 GPUs), fp16 on "
         "other GPUs, else fp32. An explicit bf16/fp16 (or --bf16/--fp16) wins.")})
+    # None = not said: `precision` decides. An explicit true or false wins over precision auto.
+    bf16: bool | None = None
+    fp16: bool | None = None
     # The resolved precision's reason, for the log, the run summary and the model card.
     precision_reason: str = field(default="", init=False)
     selection_tolerance: float = field(default=0.0, metadata={"help": (
@@ -131,12 +134,19 @@ class SimCSETrainingArguments(TrainingArguments):
 
         if self.precision not in PRECISIONS:
             raise KoSimCSEError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.bf16 and self.fp16:
+            raise KoSimCSEError("bf16 and fp16 are both true; set one (or precision: bf16 / fp16)")
         flagged = "bf16" if self.bf16 else "fp16" if self.fp16 else None
         if flagged and self.precision not in ("auto", flagged):
             raise KoSimCSEError(f"precision {self.precision} contradicts {flagged}: true; set only one of them")
+        requested = flagged or self.precision
+        if requested == "auto" and False in (self.bf16, self.fp16):
+            requested = "fp32"  # an explicit `bf16: false` / `fp16: false` turns half precision off, not auto
+        if not flagged and self.precision in ("bf16", "fp16") and getattr(self, self.precision) is False:
+            raise KoSimCSEError(f"precision {self.precision} contradicts {self.precision}: false; set only one of them")
         device = "cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda"
         try:
-            chosen = resolve_precision(flagged or self.precision, device)
+            chosen = resolve_precision(requested, device)
         except ValueError as e:
             raise KoSimCSEError(str(e)) from None
         self.precision, self.precision_reason = chosen.name, chosen.reason
