@@ -193,6 +193,8 @@ def _coerce(option: str, field_name: str, words: list[str]):
     if not words:
         if action.nargs == "?" and action.const is not None:  # a bare boolean flag
             return action.const
+        if action.type is string_to_bool:  # a bare flag for a bool that defaults to None ("not said")
+            return True
         raise KoSimCSEError(f"option --{option} needs a value ({expected})")
     if optional and len(words) == 1 and words[0].lower() in ("none", "null"):
         return None
