@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.evaluate import backend_option, validate_pooling
+from kosimcse.cli.options import load_model, model_options
 
 _COMMON_OPTIONS = """\b
 Examples:
@@ -41,19 +41,11 @@ def iter_text_chunks(source, text_column: str, errors: str, chunk_size: int, rep
 @click.option("--chunk-size", default=10000, show_default=True, type=click.IntRange(1),
               help="Texts read, encoded and written per step; bounds memory.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--pooling", default=None, callback=validate_pooling, help="Default: saved with the model, else mean.")
-@click.option("--prefix", default=None, help="Default: saved with the model, else none.")
-@click.option("--max-length", default=None, type=click.IntRange(1), help="Default: saved with the model, else 128.")
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
-@click.option("--bf16/--fp32", "bf16", default=None, help="Default: bf16 where the CPU/GPU supports it fast.")
-@click.option("--device", default=None)
-@backend_option
 @click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
               help="On a bad input row: stop with its file:line, or skip it and report the count.")
-@click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder/Hub.")
-def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, pooling, prefix, max_length,
-            normalize, bf16, device, backend, errors, allow_pickle, trust_remote_code):
+@model_options
+def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors, model_settings):
     """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
 
     Row i of the output is the i-th non-empty text of INPUT, the order `kosimcse search --texts` uses.
@@ -63,7 +55,6 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
 
     from kosimcse.data.readers import ReadReport
     from kosimcse.errors import KoSimCSEError
-    from kosimcse.inference.encoder import KoSimCSE
 
     suffix = out_path.suffix.lower()
     if suffix not in (".npy", ".parquet"):
@@ -71,10 +62,7 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
     total = count_texts(input_path, text_column, errors)
     if total == 0:
         raise KoSimCSEError(f"{input_path}: no texts to encode")
-    dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
-    encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
-                                       device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                       trust_remote_code=trust_remote_code, backend=backend)
+    encoder = load_model(model_name, model_settings)
     click.echo(f"encoding {total} texts with {encoder!r}", err=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename at the end, so an interrupted run never leaves a plausible-looking file.

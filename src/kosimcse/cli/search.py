@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.evaluate import backend_option, validate_pooling
+from kosimcse.cli.options import load_model, model_options
 
 
 def load_index(path: Path):
@@ -63,30 +63,18 @@ Examples:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--query", "queries", multiple=True, required=True, help="Query text (repeatable).")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--pooling", default=None, callback=validate_pooling)
-@click.option("--prefix", default=None, help="Query prefix (e5: \"query: \"). Default: saved with the model.")
-@click.option("--max-length", default=None, type=click.IntRange(1))
-@click.option("--bf16/--fp32", "bf16", default=None)
-@click.option("--device", default=None)
-@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
-@click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust.")
-@click.option("--trust-remote-code", is_flag=True)
-def command(model_name, index_path, texts_path, text_column, queries, k, pooling, prefix, max_length, bf16, device,
-            backend, as_json, allow_pickle, trust_remote_code):
+@model_options
+def command(model_name, index_path, texts_path, text_column, queries, k, as_json, model_settings):
     """Print the K most similar indexed texts (cosine) for each --query."""
     from kosimcse.errors import KoSimCSEError
-    from kosimcse.inference.encoder import KoSimCSE
 
     corpus = load_index(index_path)
     texts = load_index_texts(texts_path, index_path, text_column, "raise")
     if texts and len(texts) != corpus.shape[0]:
         raise KoSimCSEError(f"{texts_path or index_path} has {len(texts)} texts but the index has {corpus.shape[0]} "
                             "rows; pass the same INPUT (and --text-column) that `encode` used")
-    dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
-    encoder = KoSimCSE.from_pretrained(model_name, pooling=pooling, prefix=prefix, max_length=max_length,
-                                       device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                       trust_remote_code=trust_remote_code, backend=backend)
+    encoder = load_model(model_name, model_settings)
     if corpus.shape[1] != encoder.dim:
         raise KoSimCSEError(f"index dimension {corpus.shape[1]} does not match the model's {encoder.dim}")
     hits = encoder.search(list(queries), corpus, k=k)
