@@ -102,6 +102,9 @@ def test_bad_value_is_one_error_line_from_the_real_cli(tmp_path):
 @pytest.mark.parametrize("module", ["kosimcse.training.run", "kosimcse.cli.train"])
 def test_other_entry_points_are_aliases_of_kosimcse_train(module, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [module, "--max_steps", "many"])
+    parent, _, leaf = module.rpartition(".")
+    if module in sys.modules:  # the re-import below rebinds the package attribute: put the original back afterwards
+        monkeypatch.setattr(sys.modules[parent], leaf, sys.modules[module])
     monkeypatch.delitem(sys.modules, module, raising=False)  # as a fresh `python -m` would find it
     with pytest.raises(SystemExit) as info:
         runpy.run_module(module, run_name="__main__")
