@@ -41,8 +41,8 @@ def command(ctx, recipe, resume, as_json):
       torchrun --nnodes 2 --node_rank $RANK --master_addr $ADDR --master_port 29500 \\
                --nproc_per_node 8 -m kosimcse train recipes/unsup-seed.yaml
     """
-    from kosimcse.training.args import parse_overrides, read_recipe
-    from kosimcse.training.run import stage_settings, train, train_stages
+    from kosimcse.training.args import load_recipe, parse_overrides, read_recipe
+    from kosimcse.training.run import train, train_stages
 
     extra = list(ctx.args)
     if recipe is not None and recipe.startswith("--"):
@@ -50,28 +50,17 @@ def command(ctx, recipe, resume, as_json):
         extra, recipe = [recipe, *extra], None
     overrides = parse_overrides(extra)
     if recipe is not None and "stages" in read_recipe(recipe):
-        # A multi-stage recipe (e.g. recipes/multitask.yaml): each stage is one run from the previous export.
-        for _, settings in stage_settings(read_recipe(recipe), overrides):
-            _arguments(None, settings, recipe)  # every stage's options are checked before the first one trains
+        # A multi-stage recipe (e.g. recipes/multitask.yaml): each stage is one run from the previous export;
+        # train_stages checks every stage's options before the first one trains.
         summaries = train_stages(recipe, overrides, resume=resume)
         for summary in summaries:
             _print_summary(summary, as_json)
         return
-    margs, dargs, targs = _arguments(recipe, overrides, recipe)
+    margs, dargs, targs = load_recipe(recipe, overrides)
     if margs.trust_remote_code:
         click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)
     summary = train(margs, dargs, targs, resume_from_checkpoint=True if resume else None)
     _print_summary(summary, as_json)
-
-
-def _arguments(recipe, overrides: dict, source):
-    """``load_recipe``, with the argument classes' own checks (ValueError) shown as one error line."""
-    from kosimcse.training.args import load_recipe
-
-    try:
-        return load_recipe(recipe, overrides)
-    except ValueError as e:
-        raise KoSimCSEError(f"{source or 'options'}: {e}") from None
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:

@@ -287,4 +287,7 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None):
         # (kosimcse.precision) needs to know the device; say so instead of making every recipe spell it out.
         values.setdefault("use_cpu", True)
     parser = HfArgumentParser(ARG_CLASSES)
-    return parser.parse_dict(values, allow_extra_keys=False)
+    try:
+        return parser.parse_dict(values, allow_extra_keys=False)
+    except ValueError as e:  # the argument classes' own checks, as one error line naming where the options came from
+        raise KoSimCSEError(f"{path or 'options'}: {e}") from None

@@ -382,8 +382,11 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
     from kosimcse.training.args import load_recipe, read_recipe
 
     stages = stage_settings(read_recipe(path), overrides)
-    for _, settings in stages:  # a later stage's mistake should not wait for the earlier stages' training
-        validate_settings(*load_recipe(None, settings))
+    for name, settings in stages:  # a later stage's mistake should not wait for the earlier stages' training
+        try:
+            validate_settings(*load_recipe(None, settings))
+        except KoSimCSEError as e:
+            raise KoSimCSEError(f"{path}, stage {name}: {e}") from None
     summaries = []
     for name, settings in stages:
         summary_file = Path(settings["output_dir"]) / "summary.json"
