@@ -56,11 +56,14 @@ def model_options(command):
     return wrapper
 
 
+def dtype_from_flag(bf16: bool | None) -> str:
+    """``--bf16/--fp32`` as a KoSimCSE dtype; unset: ``auto``, the precision rule decides."""
+    return "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
+
+
 def load_model(model_name: str, settings: dict):
-    """``KoSimCSE.from_pretrained`` with the shared options (``--bf16/--fp32`` unset: the precision rule decides)."""
+    """``KoSimCSE.from_pretrained`` with the shared options."""
     from kosimcse.inference.encoder import KoSimCSE
 
     settings = dict(settings)
-    bf16 = settings.pop("bf16")
-    return KoSimCSE.from_pretrained(model_name, dtype="auto" if bf16 is None else ("bf16" if bf16 else "fp32"),
-                                    **settings)
+    return KoSimCSE.from_pretrained(model_name, dtype=dtype_from_flag(settings.pop("bf16")), **settings)

@@ -63,9 +63,10 @@ def command(run_dir, out_path, before_model, domain_path, sample, align_sample, 
     """Write an HTML report for a `kosimcse train` output folder: run summary, loss and dev curves,
     8-metric tables, before/after comparison, gold-vs-cosine scatter, similarity histograms,
     alignment/uniformity and nearest-neighbour examples. Plots are embedded; the file stands alone."""
+    from kosimcse.cli.options import dtype_from_flag
     from kosimcse.report.html import build_report, render_html
 
-    dtype = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
+    dtype = dtype_from_flag(bf16)
     report = build_report(run_dir, before_model=before_model, domain_texts=domain_path, task=task, sample=sample,
                           align_sample=align_sample, queries=queries, batch_size=batch_size, device=device,
                           dtype=dtype, data_dir=data_dir, seed=seed,
