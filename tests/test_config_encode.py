@@ -15,7 +15,6 @@ from helpers import make_tiny_model_dir
 from kosimcse.inference.encoder import KoSimCSE
 from kosimcse.loading import resolve as loading
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
-from kosimcse.training.trainer import encode_sentences
 
 TEXTS = ["한 남자가 기타를 치고 있다.", "고양이", "아이들이 공원에서 뛰어 놀고 있고 부모들은 벤치에 앉아 그들을 지켜보고 있다.",
          "여자가 양파를 썰고 있다.", "비", "오늘 날씨가 정말 좋네요, 산책하기 딱 좋은 날입니다."]
@@ -46,7 +45,7 @@ def prompt_export(tiny_dir, tmp_path_factory):
     out = model.save_pretrained(tmp_path_factory.mktemp("prompt") / "export", tokenizer=tok)
     config = model.config
     # What the trainer's evaluation computes (its embedding length and prefix, the prompt template).
-    trained = encode_sentences(model, tok, TEXTS, max_length=config.embed_max_length, prefix=config.prefix)
+    trained = model.encode(tok, TEXTS, batch_size=128, max_length=config.embed_max_length, prefix=config.prefix)
     return model, tok, out, trained
 
 
@@ -77,8 +76,8 @@ def test_prompt_export_through_the_cli_gives_the_training_vectors_and_scores(pro
                                "--batch-size", "128"]).stdout)
     assert printed["pooling"] == "prompt"
     config = model.config
-    expected = StsEvaluator.from_task(TASK)(lambda batch: encode_sentences(
-        model, tok, batch, max_length=config.embed_max_length, prefix=config.prefix))
+    expected = StsEvaluator.from_task(TASK)(lambda batch: model.encode(
+        tok, batch, batch_size=128, max_length=config.embed_max_length, prefix=config.prefix))
     got = printed["results"][TASK]
     for key, value in expected.items():
         if isinstance(value, float):

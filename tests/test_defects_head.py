@@ -14,7 +14,6 @@ from helpers import make_tiny_model_dir
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 from kosimcse.training.data import ContrastiveCollator
-from kosimcse.training.trainer import encode_sentences
 
 SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
              "오늘 날씨가 정말 좋네요. 산책을 가야겠다", "아이들이 공원에서 뛰어 놀고 있다.", "그 영화는 생각보다 재미있었다."]
@@ -62,7 +61,8 @@ def test_an_old_export_with_a_no_effect_flag_still_loads_for_inference(tiny_dir,
     (out / "kosimcse_config.json").write_text(json.dumps(dict(config, mlp_only_train=True)), encoding="utf-8")
     reloaded = SimCSEModel.from_pretrained(out)
     assert reloaded.head is None
-    np.testing.assert_allclose(encode_sentences(reloaded, tok, SENTENCES), encode_sentences(model, tok, SENTENCES),
+    np.testing.assert_allclose(reloaded.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=""),
+                               model.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=""),
                                atol=1e-6)
 
 
@@ -98,13 +98,13 @@ def test_training_only_head_over_mean_pooling_trains_and_stays_out_of_the_export
     assert (saved["pooler"], saved["mlp_only_train"]) == (pooler, True)
 
     # The vectors the training run evaluates with = the exported folder's, through both loaders.
-    ours = encode_sentences(model, tok, SENTENCES, max_length=64, prefix=prefix)
+    ours = model.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=prefix)
     np.testing.assert_allclose(ours, plain.numpy(), atol=1e-5)
     theirs = SentenceTransformer(str(out), device="cpu").encode(SENTENCES, convert_to_numpy=True)
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
     reloaded = SimCSEModel.from_pretrained(out)
     assert not reloaded.config.head_at_inference
-    np.testing.assert_allclose(encode_sentences(reloaded, tok, SENTENCES, max_length=64, prefix=prefix), ours, atol=1e-6)
+    np.testing.assert_allclose(reloaded.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=prefix), ours, atol=1e-6)
 
 
 def test_esimcse_queue_is_filled_in_the_training_head_space(tiny_dir, tok):

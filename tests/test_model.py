@@ -8,7 +8,6 @@ from transformers import AutoModel, AutoTokenizer
 from helpers import make_tiny_model_dir
 from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 from kosimcse.modeling.pooling import pool
-from kosimcse.training.trainer import encode_sentences
 
 SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
              "오늘 날씨가 정말 좋네요. 산책을 가야겠다", "아이들"]
@@ -62,13 +61,13 @@ def test_export_loads_in_transformers_and_sentence_transformers(tiny_dir, tmp_pa
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     out = model.save_pretrained(tmp_path / "export", tokenizer=tok)
 
-    ours = encode_sentences(model, tok, SENTENCES, max_length=64, prefix=prefix)
+    ours = model.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=prefix)
     st = SentenceTransformer(str(out), device="cpu")
     theirs = st.encode(SENTENCES, convert_to_numpy=True)
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
 
     reloaded = SimCSEModel.from_pretrained(out)
-    np.testing.assert_allclose(encode_sentences(reloaded, tok, SENTENCES, max_length=64, prefix=prefix), ours, atol=1e-6)
+    np.testing.assert_allclose(reloaded.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix=prefix), ours, atol=1e-6)
 
     hf = AutoModel.from_pretrained(out)
     enc = tok(SENTENCES, padding=True, return_tensors="pt")

@@ -207,7 +207,6 @@ def test_prompt_template_survives_truncation_and_pools_the_mask_state(tok):
 
 
 def test_prompt_pooling_model_exports_and_reloads_with_the_same_vectors(tiny, tok, tmp_path):
-    from kosimcse.training.trainer import encode_sentences
 
     torch.manual_seed(0)
     model = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="prompt", mask_token_id=tok.mask_token_id))
@@ -216,15 +215,15 @@ def test_prompt_pooling_model_exports_and_reloads_with_the_same_vectors(tiny, to
     loss = model(**batch)["loss"]
     loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
-    ours = encode_sentences(model, tok, SENTENCES, max_length=48)
+    ours = model.encode(tok, SENTENCES, batch_size=128, max_length=48, prefix="")
     out = model.save_pretrained(tmp_path / "export", tokenizer=tok)
     reloaded = SimCSEModel.from_pretrained(out)
     assert reloaded.config.pooler == "prompt" and reloaded.config.mask_token_id == tok.mask_token_id
-    torch.testing.assert_close(torch.from_numpy(encode_sentences(reloaded, tok, SENTENCES, max_length=48)),
+    torch.testing.assert_close(torch.from_numpy(reloaded.encode(tok, SENTENCES, batch_size=128, max_length=48, prefix="")),
                                torch.from_numpy(ours), atol=1e-6, rtol=0)
     # Different from mean pooling of the bare sentence: the template really is applied.
     mean = SimCSEModel.from_encoder(tiny, SimCSEConfig(pooler="avg"))
-    assert not torch.allclose(torch.from_numpy(encode_sentences(mean, tok, SENTENCES)), torch.from_numpy(ours))
+    assert not torch.allclose(torch.from_numpy(mean.encode(tok, SENTENCES, batch_size=128, max_length=64, prefix="")), torch.from_numpy(ours))
 
 
 # ---- STS pairs through the model -------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
@@ -48,14 +47,6 @@ class JsonlLogger(TrainerCallback):
             record = {"step": state.global_step, "epoch": state.epoch, **logs}
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def encode_sentences(model, tokenizer, sentences: list[str], batch_size: int = 128, max_length: int = 64,
-                     prefix: str = "", device=None, autocast=None) -> np.ndarray:
-    """``SimCSEModel.encode`` under this name and its former defaults, for callers that use it."""
-    with autocast() if autocast else contextlib.nullcontext():
-        return model.encode(tokenizer, sentences, batch_size=batch_size, max_length=max_length, prefix=prefix,
-                            device=device)
 
 
 def refuse_data_parallel(args) -> None:
