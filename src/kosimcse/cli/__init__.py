@@ -1,8 +1,5 @@
-"""Command-line entry point: ``kosimcse <verb>``, one module per verb under ``kosimcse.cli``.
-
-Sub-commands are imported only when called, so ``kosimcse --help`` stays fast and a
-broken optional dependency of one verb cannot break the others.
-"""
+"""``kosimcse <verb>``: one module per verb, imported only when called, so ``kosimcse --help`` stays fast and a
+broken optional dependency of one verb cannot break the others."""
 
 from __future__ import annotations
 
@@ -32,10 +29,7 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
-            return None
-        module = importlib.import_module(f"kosimcse.cli.{COMMANDS[name][0]}")
-        return module.command
+        return importlib.import_module(f"kosimcse.cli.{COMMANDS[name][0]}").command if name in COMMANDS else None
 
     def format_commands(self, ctx, formatter):
         # Listing help must not import every verb's heavy dependencies.
@@ -73,9 +67,3 @@ def main(argv=None):
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,42 +8,25 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.options import load_model, model_options
+from kosimcse.cli.options import BATCH_SIZE, ERRORS, TEXT_COLUMN, load_model, model_options
+from kosimcse.errors import KoSimCSEError
 
-_COMMON_OPTIONS = """\b
+
+@click.command("encode", epilog="""\b
 Examples:
   kosimcse encode runs/unsup/best corpus.txt -o corpus.npy
   kosimcse encode e5-small-airgap reviews.jsonl --text-column review -o reviews.parquet --prefix "passage: "
-  kosimcse search runs/unsup/best --index corpus.npy --texts corpus.txt --query "영화가 재미있다" -k 5
-"""
-
-
-def count_texts(source, text_column: str, errors: str) -> int:
-    from kosimcse.data.readers import read_texts
-
-    return sum(1 for _ in read_texts(source, text_column=text_column, errors=errors))
-
-
-def iter_text_chunks(source, text_column: str, errors: str, chunk_size: int, report=None):
-    from kosimcse.data.readers import read_texts
-
-    records = (r.text for r in read_texts(source, text_column=text_column, errors=errors, report=report))
-    while chunk := list(itertools.islice(records, chunk_size)):
-        yield chunk
-
-
-@click.command("encode", epilog=_COMMON_OPTIONS)
+""")
 @click.argument("model_name", metavar="MODEL")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file: .npy (float32 [n, dim], memory-mappable) or .parquet (text + embedding).")
-@click.option("--text-column", default="text", show_default=True, help="Column/key holding the text (jsonl/csv/parquet).")
+@TEXT_COLUMN
 @click.option("--chunk-size", default=10000, show_default=True, type=click.IntRange(1),
               help="Texts read, encoded and written per step; bounds memory.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@BATCH_SIZE
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
-@click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
-              help="On a bad input row: stop with its file:line, or skip it and report the count.")
+@ERRORS
 @model_options
 def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors, model_settings):
     """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
@@ -53,13 +36,12 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
     import numpy as np
     from tqdm.auto import tqdm
 
-    from kosimcse.data.readers import ReadReport
-    from kosimcse.errors import KoSimCSEError
+    from kosimcse.data.readers import ReadReport, read_texts
 
     suffix = out_path.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise KoSimCSEError(f"--out must end in .npy or .parquet, not {out_path.name!r}")
-    total = count_texts(input_path, text_column, errors)
+    total = sum(1 for _ in read_texts(input_path, text_column=text_column, errors=errors))
     if total == 0:
         raise KoSimCSEError(f"{input_path}: no texts to encode")
     encoder = load_model(model_name, model_settings)
@@ -68,12 +50,11 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
     # Write beside the target and rename at the end, so an interrupted run never leaves a plausible-looking file.
     tmp = out_path.with_name(out_path.name + ".partial" + suffix)
     report = ReadReport()
-    written = 0
-    writer = None
-    memmap = None
+    texts = (r.text for r in read_texts(input_path, text_column=text_column, errors=errors, report=report))
+    written, writer, memmap = 0, None, None
     try:
         with tqdm(total=total, unit="text", desc="encode") as bar:
-            for chunk in iter_text_chunks(input_path, text_column, errors, chunk_size, report):
+            while chunk := list(itertools.islice(texts, chunk_size)):
                 if written + len(chunk) > total:
                     raise KoSimCSEError(f"{input_path} changed while being encoded (more than {total} texts)")
                 emb = encoder.encode(chunk, batch_size=batch_size, normalize=normalize, show_progress=False)
@@ -88,8 +69,7 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
                     vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), emb.shape[1])
                     table = pa.table({"id": pa.array(range(written, written + len(chunk)), pa.int64()),
                                       "text": pa.array(chunk, pa.string()), "embedding": vectors})
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
                 written += len(chunk)
                 bar.update(len(chunk))
@@ -97,17 +77,14 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
             raise KoSimCSEError(f"{input_path} changed while being encoded ({written} texts, expected {total})")
         if memmap is not None:
             memmap.flush()
-            del memmap
-            memmap = None
+            memmap = None  # unmapped before the rename
         if writer is not None:
             writer.close()
-            writer = None
         os.replace(tmp, out_path)
     finally:
         if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+            writer.close()  # a no-op when closed above
+        tmp.unlink(missing_ok=True)
     if report.skipped:
         click.echo(f"skipped {report.skipped} bad rows (first: {report.examples[0]})", err=True)
     click.echo(f"wrote {written} x {encoder.dim} embeddings to {out_path}", err=True)

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from kosimcse.cli.options import ERRORS
+
 
 @click.command("prepare", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -22,22 +24,18 @@ import click
 @click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME",
               help="Evaluation sets whose sentences are removed (leakage guard). "
                    "Default: korsts-dev, korsts-test, klue-sts-dev.")
-@click.option("--min-chars", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Drop sentences shorter than this.")
-@click.option("--max-chars", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Drop sentences longer than this.")
+@click.option("--min-chars", type=click.IntRange(min=0), default=8, show_default=True, help="Drop shorter sentences.")
+@click.option("--max-chars", type=click.IntRange(min=1), default=256, show_default=True, help="Drop longer sentences.")
 @click.option("--no-split", is_flag=True, help="Keep paragraphs whole instead of splitting them into sentences.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Threads for kiwipiepy sentence splitting.")
-@click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
-              help="On a bad input row: stop with file:line, or skip it and count it.")
+@ERRORS
 @click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON instead of a table.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_chars, max_chars, no_split,
             workers, errors, as_json, quiet):
-    """Build the unsupervised SimCSE corpus: read, normalise, split into sentences,
-    length-filter, deduplicate, drop every sentence of the evaluation sets, and write
-    OUT/sentences.txt (one sentence per line) and OUT/stats.json.
+    """Build the unsupervised SimCSE corpus: read, normalise, split into sentences, length-filter, deduplicate,
+    drop every sentence of the evaluation sets, and write OUT/sentences.txt (one a line) and OUT/stats.json.
 
     \b
     Examples:
@@ -48,10 +46,7 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
     """
     from kosimcse.data.corpus import DEFAULT_EVAL_SETS, default_sources, format_stats_table, prepare_corpus
 
-    if sources:
-        specs = list(sources) + list(domain)
-    else:
-        specs = default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
+    specs = [*sources, *domain] if sources else default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
     stats = prepare_corpus(specs, out_dir, eval_sets=tuple(eval_sets) or DEFAULT_EVAL_SETS, min_chars=min_chars,
                            max_chars=max_chars, split=not no_split, workers=workers, data_dir=data_dir,
                            errors=errors, progress=not quiet)

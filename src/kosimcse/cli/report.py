@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
+from kosimcse.cli.options import BATCH_SIZE, DEVICE, DTYPE, STS_DATA_DIR
 from kosimcse.data.tasks import list_tasks
 from kosimcse.report.html import DEFAULT_ALIGN_SAMPLE, DEFAULT_SAMPLE, MAX_SAMPLE
 
 
-def _json_ready(value):
-    """NaN as null, paths as strings, so any JSON reader accepts the output."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-@click.command(
-    "report",
-    epilog="""\b
+@click.command("report", epilog="""\b
 Examples:
   kosimcse report runs/unsup-seed                          # -> runs/unsup-seed/report.html
   kosimcse report runs/domain --before base                # compare with the model training started from
   kosimcse report runs/domain --before models/me5-small --domain my_texts.txt --sample 1000 --fp32
   kosimcse report runs/unsup-seed --out report.html --json > report.json
-""",
-)
+""")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write. Default: RUN_DIR/report.html.")
@@ -42,7 +26,8 @@ Examples:
               help="Model to compare with (folder or e5-small-airgap); 'base' = the run's starting model. "
                    "It is embedded with the trained model's pooling and prefix.")
 @click.option("--domain", "domain_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Text file (one sentence a line) for domain geometry and neighbours. Default: RUN_DIR/corpus/sentences.txt.")
+              help="Text file (one sentence a line) for domain geometry and neighbours. "
+                   "Default: RUN_DIR/corpus/sentences.txt.")
 @click.option("--sample", default=DEFAULT_SAMPLE, show_default=True, type=click.IntRange(2, MAX_SAMPLE),
               help="Domain sentences sampled for uniformity and neighbours (embedded once per model).")
 @click.option("--align-sample", default=DEFAULT_ALIGN_SAMPLE, show_default=True, type=click.IntRange(1),
@@ -50,23 +35,19 @@ Examples:
 @click.option("--task", default="korsts-test", show_default=True, type=click.Choice(list_tasks()),
               help="STS set for the before/after table, scatter, histograms and STS geometry.")
 @click.option("--queries", default=5, show_default=True, type=click.IntRange(0), help="Nearest-neighbour example queries.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--bf16/--fp32", "bf16", default=None,
-              help="Compute precision. Default: bf16 on CPUs with AMX/AVX512-BF16 (and bf16 GPUs), else fp32.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda if available, else cpu.")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="Read the STS task from this data folder instead of the embedded copy.")
+@BATCH_SIZE
+@DTYPE
+@DEVICE
+@STS_DATA_DIR
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the samples and dropout views.")
 @click.option("--json", "as_json", is_flag=True, help="Also print the measured numbers as JSON on stdout.")
-def command(run_dir, out_path, before_model, domain_path, sample, align_sample, task, queries, batch_size, bf16,
+def command(run_dir, out_path, before_model, domain_path, sample, align_sample, task, queries, batch_size, dtype,
             device, data_dir, seed, as_json):
-    """Write an HTML report for a `kosimcse train` output folder: run summary, loss and dev curves,
-    8-metric tables, before/after comparison, gold-vs-cosine scatter, similarity histograms,
-    alignment/uniformity and nearest-neighbour examples. Plots are embedded; the file stands alone."""
-    from kosimcse.cli.options import dtype_from_flag
+    """Write an HTML report for a `kosimcse train` output folder: run summary, loss and dev curves, 8-metric
+    tables, before/after comparison, gold-vs-cosine scatter, similarity histograms, alignment/uniformity and
+    nearest-neighbour examples. Plots are embedded; the file stands alone."""
     from kosimcse.report.html import build_report, render_html
 
-    dtype = dtype_from_flag(bf16)
     report = build_report(run_dir, before_model=before_model, domain_texts=domain_path, task=task, sample=sample,
                           align_sample=align_sample, queries=queries, batch_size=batch_size, device=device,
                           dtype=dtype, data_dir=data_dir, seed=seed,
@@ -78,5 +59,6 @@ def command(run_dir, out_path, before_model, domain_path, sample, align_sample, 
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {out}", err=True)
     if as_json:
-        click.echo(json.dumps(_json_ready({"report": str(out), **report.data, "notes": report.notes}),
-                              ensure_ascii=False, indent=2))
+        # NaN/inf as null (read back as such), paths as strings, so any JSON reader accepts the output.
+        text = json.dumps({"report": str(out), **report.data, "notes": report.notes}, default=str)
+        click.echo(json.dumps(json.loads(text, parse_constant=lambda _: None), ensure_ascii=False, indent=2))

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from kosimcse.cli.options import load_model, model_options
+from kosimcse.cli.options import TEXT_COLUMN, load_model, model_options
+from kosimcse.errors import DataError, KoSimCSEError
 
 
 def load_index(path: Path):
     """Embeddings from ``.npy`` (memory-mapped, so large indexes are scanned, not loaded) or ``.parquet``."""
     import numpy as np
-
-    from kosimcse.errors import DataError
 
     suffix = path.suffix.lower()
     try:
@@ -34,11 +33,12 @@ def load_index(path: Path):
     return emb
 
 
-def load_index_texts(path: Path, index_path: Path, text_column: str, errors: str) -> list[str]:
+def load_index_texts(path: Path | None, index_path: Path, text_column: str) -> list[str]:
+    """The texts behind the index rows: from ``path`` (encode's INPUT), else a .parquet index's own column."""
     from kosimcse.data.readers import read_texts
 
     if path is not None:
-        return [r.text for r in read_texts(path, text_column=text_column, errors=errors)]
+        return [r.text for r in read_texts(path, text_column=text_column)]
     if index_path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -46,31 +46,26 @@ def load_index_texts(path: Path, index_path: Path, text_column: str, errors: str
     return []
 
 
-@click.command(
-    "search",
-    epilog="""\b
+@click.command("search", epilog="""\b
 Examples:
   kosimcse encode runs/unsup/best corpus.txt -o corpus.npy
   kosimcse search runs/unsup/best --index corpus.npy --texts corpus.txt --query "영화가 재미있다" -k 5
   kosimcse search runs/unsup/best --index corpus.parquet --query "날씨" --query "축구 경기" --json
-""",
-)
+""")
 @click.argument("model_name", metavar="MODEL")
 @click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Embeddings written by `kosimcse encode` (.npy or .parquet).")
 @click.option("--texts", "texts_path", default=None, type=click.Path(exists=True, path_type=Path),
               help="The INPUT given to `encode`, to show texts (a .parquet index already has them).")
-@click.option("--text-column", default="text", show_default=True)
+@TEXT_COLUMN
 @click.option("--query", "queries", multiple=True, required=True, help="Query text (repeatable).")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
 @model_options
 def command(model_name, index_path, texts_path, text_column, queries, k, as_json, model_settings):
     """Print the K most similar indexed texts (cosine) for each --query."""
-    from kosimcse.errors import KoSimCSEError
-
     corpus = load_index(index_path)
-    texts = load_index_texts(texts_path, index_path, text_column, "raise")
+    texts = load_index_texts(texts_path, index_path, text_column)
     if texts and len(texts) != corpus.shape[0]:
         raise KoSimCSEError(f"{texts_path or index_path} has {len(texts)} texts but the index has {corpus.shape[0]} "
                             "rows; pass the same INPUT (and --text-column) that `encode` used")
@@ -86,5 +81,4 @@ def command(model_name, index_path, texts_path, text_column, queries, k, as_json
             continue
         click.echo(f"\nquery: {query}")
         for rank, (i, score) in enumerate(row, start=1):
-            shown = texts[i] if texts else ""
-            click.echo(f"{rank:3d}. {score:.4f}  [{i}] {shown}")
+            click.echo(f"{rank:3d}. {score:.4f}  [{i}] {texts[i] if texts else ''}")
