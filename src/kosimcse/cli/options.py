@@ -36,7 +36,7 @@ DEVICE = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Defa
 ERRORS = click.option("--errors", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
                       help="On a bad input row: stop with its file:line, or skip it and count it.")
 STS_DATA_DIR = click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-                            help="Read the STS tasks from this data folder (shared/data layout), not the embedded copies.")
+                            help="Read STS tasks from this data folder (shared/data layout), not the embedded copies.")
 TEXT_COLUMN = click.option("--text-column", default="text", show_default=True,
                            help="Column/key holding the text (jsonl/csv/parquet).")
 _MODEL_OPTIONS = (
@@ -53,7 +53,7 @@ _MODEL_OPTIONS = (
                       "into the model folder on first use (needs kosimcse[onnx]); auto: onnx-int8 where that export "
                       "is present and kept its vectors within 0.99 cosine of fp32, else torch."),
     click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust."),
-    click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder/Hub. Off by default."),
+    click.option("--trust-remote-code", is_flag=True, help="Run model code from the model folder/Hub. Off by default."),
 )
 _MODEL_NAMES = ("pooling", "prefix", "max_length", "dtype", "device", "backend", "allow_pickle", "trust_remote_code")
 

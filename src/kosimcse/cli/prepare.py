@@ -46,7 +46,10 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
     """
     from kosimcse.data.corpus import DEFAULT_EVAL_SETS, default_sources, format_stats_table, prepare_corpus
 
-    specs = [*sources, *domain] if sources else default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
+    if sources:
+        specs = [*sources, *domain]
+    else:
+        specs = default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
     stats = prepare_corpus(specs, out_dir, eval_sets=tuple(eval_sets) or DEFAULT_EVAL_SETS, min_chars=min_chars,
                            max_chars=max_chars, split=not no_split, workers=workers, data_dir=data_dir,
                            errors=errors, progress=not quiet)

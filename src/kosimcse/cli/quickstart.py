@@ -158,13 +158,6 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[round((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
 
 
-def _fmt_geo(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    # A random or collapsed encoder sits near 0 on both; keep its digits visible.
-    return f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.2e}"
-
-
 def _fmt_time(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
@@ -185,16 +178,17 @@ def read_result(result: dict) -> str:
         text += (f"; uniformity {g0['uniformity']:.2f} -> {g1['uniformity']:.2f} and alignment {g0['alignment']:.2f} "
                  f"-> {g1['alignment']:.2f} (lower is better for both)")
     if result["selected"]["kept_initial_model"]:
-        text += (f". Checkpoints are chosen on the {result['curve']['pairs']:,} KorSTS-dev pairs scored during training "
-                 "(never on the test sets), and none beat the start there, so the exported model is the start, unchanged.")
+        text += (f". Checkpoints are chosen on the {result['curve']['pairs']:,} KorSTS-dev pairs scored during "
+                 "training (never on the test sets), and none beat the start there, so the exported model is the "
+                 "start, unchanged.")
     else:
         text += (f". The exported model is the checkpoint of step {step}"
                  + (" (the last)" if step == last_step else f": {moves(start, selected)}") + ".")
     b, s = start["korsts-dev"]["cosine_spearman"], selected["korsts-dev"]["cosine_spearman"]
     if b >= STRONG_START:
         what = "as e5 is" if "e5" in result["model"].lower() else "as this one is"
-        text += (f" For a start that is already a sentence-embedding model, {what}, unsupervised SimCSE on general text "
-                 "gains little or nothing. SimCSE helps a raw encoder (e.g. --model klue/roberta-small), adapts a "
+        text += (f" For a start that is already a sentence-embedding model, {what}, unsupervised SimCSE on general "
+                 "text gains little or nothing. SimCSE helps a raw encoder (e.g. --model klue/roberta-small), adapts a "
                  "model to your own domain corpus (recipes/domain.yaml), and labelled STS data trains past the start "
                  "(recipes/multitask.yaml: 81.26 on KorSTS test from e5, docs/BENCHMARKS.md).")
     elif s - b < 1.0:
@@ -203,14 +197,15 @@ def read_result(result: dict) -> str:
 
 
 def program() -> str:
-    """How this user runs kosimcse: the script as invoked when it lives under the current folder
-    (``.venv/bin/kosimcse`` from ``make quickstart``), ``kosimcse`` when that is on PATH, else ``python -m kosimcse``."""
-    argv0, on_path = Path(sys.argv[0] if sys.argv else ""), shutil.which("kosimcse")
-    if argv0.name == "kosimcse" and argv0.is_file():
-        if argv0.resolve().is_relative_to(Path.cwd().resolve()):
-            return shlex.quote(str(argv0.resolve().relative_to(Path.cwd().resolve())))
-        return "kosimcse" if on_path and Path(on_path).resolve() == argv0.resolve() else shlex.quote(str(argv0))
-    return "kosimcse" if on_path else f"{shlex.quote(sys.executable)} -m kosimcse"
+    """How this user runs kosimcse: the script as invoked when under the current folder (``.venv/bin/kosimcse``
+    from ``make quickstart``), else ``kosimcse`` when that same one is on PATH, else ``python -m kosimcse``."""
+    argv0, cwd, on_path = Path(sys.argv[0] if sys.argv else "."), Path.cwd().resolve(), shutil.which("kosimcse")
+    script = argv0.name == "kosimcse" and argv0.is_file()
+    if script and argv0.resolve().is_relative_to(cwd):
+        return shlex.quote(str(argv0.resolve().relative_to(cwd)))
+    if on_path and (not script or Path(on_path).resolve() == argv0.resolve()):
+        return "kosimcse"
+    return f"{shlex.quote(sys.executable)} -m kosimcse"  # this interpreter runs this install
 
 
 def next_commands(model_id: str, out: Path, texts: Path, n_texts: int, options: str) -> list[dict]:
@@ -432,13 +427,14 @@ def render(result: dict) -> str:
         lines.append(f"train loss {loss[0]['loss']:.4f} (step {loss[0]['step']}) -> "
                      f"{loss[-1]['loss']:.4f} (step {loss[-1]['step']})")
 
-    geo = result["geometry"]
+    geo = {k: result["geometry"][k] or {} for k in MODELS}
     lines += ["", "### Alignment and uniformity on KorSTS dev (lower is better for both)", "",
               "| Model | Alignment | Uniformity |", "|:---|:---:|:---:|"]
-    lines += [f"| {names[k]} | {_fmt_geo((geo[k] or {}).get('alignment'))} | "
-              f"{_fmt_geo((geo[k] or {}).get('uniformity'))} |" for k in MODELS]
+    # Three significant digits: a random or collapsed encoder sits near 0 on both.
+    lines += [f"| {names[k]} | " + " | ".join("n/a" if geo[k].get(m) is None else f"{geo[k][m]:#.3g}"
+                                              for m in ("alignment", "uniformity")) + " |" for k in MODELS]
     lines += ["", "Alignment: mean squared distance between the two sentences of pairs scored >= 4; uniformity: how "
-                  f"evenly {(geo['start'] or {}).get('points', 0):,} of the sentences spread over the sphere.", "",
+                  f"evenly {geo['start'].get('points', 0):,} of the sentences spread over the sphere.", "",
               "### What this means", "", result["reading"], "",
               "### Wall time", "", ", ".join(f"{k.replace('_', ' ')} {_fmt_time(v)}"
                                              for k, v in result["wall_time_s"].items()), "",

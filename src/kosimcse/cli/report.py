@@ -34,7 +34,7 @@ Examples:
               help="Of those, how many are embedded twice more with dropout on, for alignment.")
 @click.option("--task", default="korsts-test", show_default=True, type=click.Choice(list_tasks()),
               help="STS set for the before/after table, scatter, histograms and STS geometry.")
-@click.option("--queries", default=5, show_default=True, type=click.IntRange(0), help="Nearest-neighbour example queries.")
+@click.option("--queries", default=5, show_default=True, type=click.IntRange(0), help="Nearest-neighbour examples.")
 @BATCH_SIZE
 @DTYPE
 @DEVICE

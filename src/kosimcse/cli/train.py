@@ -44,7 +44,8 @@ def command(ctx, recipe, resume, as_json):
     else:
         margs, dargs, targs = load_recipe(recipe, overrides)
         if margs.trust_remote_code:
-            click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.", err=True)
+            click.echo("warning: --trust_remote_code is on: model code from the Hub will run on this machine.",
+                       err=True)
         summaries = [train(margs, dargs, targs, resume_from_checkpoint=True if resume else None)]
     for summary in summaries:
         if summary.get("results"):  # else not the main process
