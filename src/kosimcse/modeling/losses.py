@@ -55,8 +55,9 @@ class Loss(nn.Module):
 
     @classmethod
     def from_config(cls, config, dim: int) -> "Loss":
-        """The loss a model config (``SimCSEConfig``) asks for; ``dim`` is the embedding size."""
-        return cls()
+        """The loss a model config (``SimCSEConfig``) asks for: its ``options``, in order, are the constructor's
+        arguments; ``dim`` is the embedding size."""
+        return cls(*(getattr(config, name) for name in cls.options))
 
 
 LOSSES: dict[str, type[Loss]] = {}
@@ -97,10 +98,6 @@ class InfoNCELoss(Loss):
             raise ValueError("temperature must be > 0")
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
-
-    @classmethod
-    def from_config(cls, config, dim):
-        return cls(config.temperature, config.hard_negative_weight)
 
     def extra_candidates(self) -> list[torch.Tensor]:
         """Negatives beyond the batch's own (constants, after the positives and hard negatives)."""
@@ -163,10 +160,6 @@ class CoSENTLoss(Loss):
     def __init__(self, scale: float = 20.0):
         super().__init__()
         self.scale = scale
-
-    @classmethod
-    def from_config(cls, config, dim):
-        return cls(config.loss_scale)
 
     def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         sims = gather_keep_local_grad(self.similarity(first, second)) * self.scale

@@ -270,8 +270,8 @@ class SimCSEModel(nn.Module):
                     idx = order[start:start + batch_size]
                     batch = encode_batch(tokenizer, [texts[i] for i in idx], max_length, prefix, template).to(device)
                     vectors = self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    vectors = vectors.float()
-                    out[torch.as_tensor(idx)] = (nn.functional.normalize(vectors, dim=-1) if normalize else vectors).cpu()
+                    vectors = nn.functional.normalize(vectors.float(), dim=-1) if normalize else vectors.float()
+                    out[torch.as_tensor(idx)] = vectors.cpu()
                     bar.update(len(idx))
         finally:
             self.train(was_training)
@@ -380,9 +380,9 @@ def _write_sentence_transformers_modules(path: Path, model: SimCSEModel) -> None
         (path / folder).mkdir(exist_ok=True)
         module.save(str(path / folder))
         entries.append({"idx": idx, "name": str(idx), "path": folder, "type": f"sentence_transformers.models.{kind}"})
-    prompts = {"query": config.prefix, "document": config.prefix} if config.prefix else {}
-    for name, values in (("modules.json", entries),
-                         ("sentence_bert_config.json", {"max_seq_length": config.embed_max_length, "do_lower_case": False}),
-                         ("config_sentence_transformers.json", {"prompts": prompts, "similarity_fn_name": "cosine",
-                                                                "default_prompt_name": "query" if config.prefix else None})):
+    st_config = {"prompts": {"query": config.prefix, "document": config.prefix} if config.prefix else {},
+                 "default_prompt_name": "query" if config.prefix else None, "similarity_fn_name": "cosine"}
+    for name, values in (("modules.json", entries), ("config_sentence_transformers.json", st_config),
+                         ("sentence_bert_config.json", {"max_seq_length": config.embed_max_length,
+                                                        "do_lower_case": False})):
         (path / name).write_text(json.dumps(values, indent=2), encoding="utf-8")
