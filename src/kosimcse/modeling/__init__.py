@@ -1,1 +1,1 @@
-"""Modeling: pooling, the SimCSE model (encoder + pooler + training-only MLP head), losses, and the air-gapped encoder importer."""
+"""Modeling: pooling, the SimCSE model (encoder + pooler + MLP head), its losses and objectives."""

@@ -1,13 +1,5 @@
-"""Contrastive losses, registered by name: adding a loss is one ``Loss`` subclass plus ``@register_loss``.
-Its declarations (``inputs``, ``options``, ``default_for``) drive ``loss: auto`` and the settings checks in run.py.
-
-``InfoNCELoss`` is SimCSE's objective: cosine similarities divided by a temperature, cross-entropy
-towards each anchor's own positive. Candidates (positives, hard negatives) are gathered from all
-devices *with gradients*, so under DDP the negative pool is the global batch and the gradients equal
-those of one process on the concatenated batch. Beside it: ``CoSENTLoss``/``AnglELoss`` (STS-score
-supervision: rank pairs by gold score) and ``QueueInfoNCELoss`` (ESimCSE: InfoNCE plus a queue of
-momentum-encoder negatives).
-"""
+"""Contrastive losses, registered by name: a new loss is one ``Loss`` subclass with ``@register_loss``, whose
+declarations (``inputs``, ``options``, ``default_for``) drive ``loss: auto`` and the settings checks in run.py."""
 
 from __future__ import annotations
 
@@ -17,8 +9,8 @@ from torch import nn
 
 from kosimcse.evaluation.similarity import cosine_matrix, pairwise_angle, pairwise_cosine
 
-# What one training example gives the loss, and in how many views of ``[batch, dim]`` (then ``scores`` for scored
-# pairs): a sentence twice (anchor, positive), an NLI triplet (anchor, positive, hard negative), an STS pair + score.
+# How many ``[batch, dim]`` views each kind of example gives the loss (then ``scores`` for scored pairs): a sentence
+# twice (anchor, positive), an NLI triplet (anchor, positive, hard negative), an STS pair with its score.
 INPUTS = {"sentences": 2, "triplets": 3, "scored_pairs": 2}
 
 
@@ -30,14 +22,11 @@ def world() -> tuple[int, int]:
 
 
 def gather_keep_local_grad(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``t`` from all ranks along dim 0; this rank's slice keeps its autograd graph.
+    """``t`` of all ranks concatenated along dim 0, where only this rank's slice keeps its autograd graph.
 
-    The other ranks' slices are constants here. That is enough for exact gradients because every
-    rank then computes the *whole* global loss (see ``InfoNCELoss``): each rank back-propagates
-    every term that involves its own embeddings, as anchor and as negative alike. We avoid an
-    autograd all_gather on purpose: its backward collective, run while DDP all-reduces gradients
-    from its hooks, gave wrong gradients under gloo (tests/test_ddp.py caught it).
-    Every rank must pass the same shape (the trainer drops ragged last batches).
+    Gradients stay exact because every rank computes the whole global loss, so it back-propagates every term of its
+    own embeddings. Not an autograd all_gather: its backward collective, run while DDP all-reduces, gave wrong
+    gradients under gloo (tests/test_ddp.py). Every rank must pass the same shape (ragged last batches are dropped).
     """
     rank, size = world()
     if size == 1:
@@ -48,9 +37,11 @@ def gather_keep_local_grad(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def scale_gradient(loss: torch.Tensor, factor: float) -> torch.Tensor:
-    """Same value, gradient multiplied by ``factor``."""
-    return loss + (factor - 1.0) * (loss - loss.detach()) if factor != 1 else loss
+def global_loss(loss: torch.Tensor) -> torch.Tensor:
+    """A loss every rank computed over the gathered batch, its gradient scaled by the world size (same value): DDP
+    averages the ranks' gradients, each only its own share, and the average must equal the single-process one."""
+    size = world()[1]
+    return loss + (size - 1.0) * (loss - loss.detach()) if size != 1 else loss
 
 
 class Loss(nn.Module):
@@ -64,8 +55,9 @@ class Loss(nn.Module):
 
     @classmethod
     def from_config(cls, config, dim: int) -> "Loss":
-        """The loss a model config (``SimCSEConfig``) asks for; ``dim`` is the embedding size."""
-        return cls()
+        """The loss a model config (``SimCSEConfig``) asks for: its ``options``, in order, are the constructor's
+        arguments; ``dim`` is the embedding size."""
+        return cls(*(getattr(config, name) for name in cls.options))
 
 
 LOSSES: dict[str, type[Loss]] = {}
@@ -85,8 +77,7 @@ def register_loss(name: str, default_for: tuple[str, ...] = ()):
 
 
 def build_loss(config, dim: int | None = None) -> Loss:
-    """The loss module a model config's ``loss`` names (``auto``: the unsupervised objective's default; training
-    resolves ``auto`` per objective before building the model)."""
+    """The loss a model config's ``loss`` names (``auto``: the unsup default; training resolves ``auto`` first)."""
     name = next(n for n, c in LOSSES.items() if "unsup" in c.default_for) if config.loss == "auto" else config.loss
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
@@ -95,11 +86,9 @@ def build_loss(config, dim: int | None = None) -> Loss:
 
 @register_loss("infonce", default_for=("unsup", "sup"))
 class InfoNCELoss(Loss):
-    """SimCSE's InfoNCE: ``anchor[i]`` must pick ``positive[i]`` among all positives (and hard negatives).
-
-    ``hard_negative_weight`` is added to the logit of each anchor's own hard negative, as in SimCSE's
-    supervised recipe (0 leaves it an ordinary negative).
-    """
+    """SimCSE's InfoNCE: ``anchor[i]`` must pick ``positive[i]`` among all positives and hard negatives of the global
+    batch, by cosine / temperature. ``hard_negative_weight`` is added to the logit of each anchor's own hard negative
+    (SimCSE's supervised recipe)."""
 
     options = ("temperature", "hard_negative_weight")
 
@@ -110,41 +99,25 @@ class InfoNCELoss(Loss):
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
 
-    @classmethod
-    def from_config(cls, config, dim):
-        return cls(config.temperature, config.hard_negative_weight)
-
     def extra_candidates(self) -> list[torch.Tensor]:
         """Negatives beyond the batch's own (constants, after the positives and hard negatives)."""
         return []
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
-        _, size = world()
         anchor = gather_keep_local_grad(anchor)
-        n = anchor.size(0)
-        candidates = [gather_keep_local_grad(positive)]
-        if negative is not None:
-            candidates.append(gather_keep_local_grad(negative))
+        candidates = [gather_keep_local_grad(v) for v in (positive, negative) if v is not None]
         logits = cosine_matrix(anchor, torch.cat(candidates + self.extra_candidates(), dim=0)) / self.temperature
-        targets = torch.arange(n, device=anchor.device)
+        targets = torch.arange(anchor.size(0), device=anchor.device)
         if negative is not None and self.hard_negative_weight:
-            bonus = torch.zeros_like(logits)
-            bonus[targets, n + targets] = self.hard_negative_weight
-            logits = logits + bonus
-        loss = nn.functional.cross_entropy(logits, targets)
-        # DDP averages the ranks' gradients; each rank holds only its own share of dL/dθ, so the
-        # average needs the factor back to equal the single-process gradient.
-        return scale_gradient(loss, size)
+            logits[targets, anchor.size(0) + targets] += self.hard_negative_weight
+        return global_loss(nn.functional.cross_entropy(logits, targets))
 
 
 @register_loss("esimcse", default_for=("esimcse",))
 class QueueInfoNCELoss(InfoNCELoss):
-    """ESimCSE's InfoNCE: in-batch candidates plus a queue of past momentum-encoder embeddings as extra negatives.
-
-    The queue holds constants (no gradient). ``enqueue`` gathers from every rank first, so all ranks
-    hold the same queue and the loss stays the global one under DDP. The model fills it from its
-    momentum encoder (``momentum``) in its forward, so GradCache, which calls the loss alone, cannot.
-    """
+    """ESimCSE: InfoNCE with a queue of past momentum-encoder embeddings (constants) as extra negatives. The model
+    fills it in its forward (so GradCache, which calls the loss alone, cannot); ``enqueue`` gathers from every rank,
+    so all ranks hold the same queue."""
 
     options = InfoNCELoss.options + ("queue_size", "momentum")
     grad_cache = False
@@ -153,8 +126,7 @@ class QueueInfoNCELoss(InfoNCELoss):
                  dim: int | None = None):
         super().__init__(temperature, hard_negative_weight)
         self.queue_size = queue_size
-        # Fixed shapes so a checkpoint's queue loads back in place (resume continues with the same
-        # negatives); ``filled`` counts the valid rows, newest first.
+        # Fixed shapes so that a checkpoint's queue loads back in place; ``filled`` counts the rows, newest first.
         self.register_buffer("queue", torch.zeros(queue_size, dim or 1))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
 
@@ -178,12 +150,8 @@ class QueueInfoNCELoss(InfoNCELoss):
 
 @register_loss("cosent", default_for=("sts",))
 class CoSENTLoss(Loss):
-    """CoSENT: every pair with a higher gold score must get a higher similarity than every lower one.
-
-    ``loss = log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the
-    (global) batch; only the order of the gold scores matters, so 0–5 scores need no rescaling.
-    Pairs are compared across devices too, the same way ``InfoNCELoss`` gathers its candidates.
-    """
+    """CoSENT: ``log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the global batch;
+    only the order of the gold scores matters, so 0-5 scores need no rescaling."""
 
     inputs = ("scored_pairs",)
     options = ("loss_scale",)
@@ -193,19 +161,12 @@ class CoSENTLoss(Loss):
         super().__init__()
         self.scale = scale
 
-    @classmethod
-    def from_config(cls, config, dim):
-        return cls(config.loss_scale)
-
     def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        _, size = world()
         sims = gather_keep_local_grad(self.similarity(first, second)) * self.scale
         scores = gather_keep_local_grad(scores.float().to(sims.device))
         # diff[i, j] = sim_j - sim_i, kept where pair i should rank above pair j.
-        diff = sims[None, :] - sims[:, None]
-        diff = diff.masked_fill(~(scores[:, None] > scores[None, :]), float("-inf"))
-        loss = torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
-        return scale_gradient(loss, size)
+        diff = (sims[None, :] - sims[:, None]).masked_fill(~(scores[:, None] > scores[None, :]), float("-inf"))
+        return global_loss(torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0))
 
 
 @register_loss("angle")

@@ -1,27 +1,9 @@
-"""The SimCSE model in one file: a Hugging Face encoder, a pooler, and the MLP head SimCSE uses in training.
+"""The SimCSE model in one file: a Hugging Face encoder, a pooler, and SimCSE's MLP head.
 
-Input layout (as in princeton-nlp/SimCSE): ``input_ids`` of shape ``[batch, views, length]``.
-Unsupervised SimCSE feeds every sentence twice (``views=2``: dropout makes the two views differ);
-supervised SimCSE feeds (anchor, entailment, contradiction) (``views=3``). All views go through the
-encoder in one pass, then the contrastive loss from ``losses.py`` compares view 0 with the others.
-
-The MLP head (dense + tanh) exists in two cases, and nowhere else:
-
-- ``pooler: cls``: SimCSE's head. It is used in training, and at inference unless ``mlp_only_train``
-  (SimCSE's unsupervised setting is ``pooler: cls`` + ``mlp_only_train: true``).
-- ``mlp_only_train: true`` over a mean-family pooler (``avg``/``mean``, ``avg_first_last``, ``avg_top2``):
-  a training-only head over that pooler (e5 keeps its mean pooling and still trains through a head).
-
-``cls_before_pooler`` is SimCSE's pooler *without* the head, and ``prompt`` pools the [MASK] state, so
-``mlp_only_train`` with either could not take effect and is refused (``head_setting_problem``).
-
-``encode`` is the one way text becomes vectors: training's evaluation, ``KoSimCSE`` (torch and ONNX), the CLI and
-the report all call it, so they agree on prompt template, prefix, truncation, head and normalisation.
-
-``save_pretrained`` writes a folder that ``transformers.AutoModel`` and ``sentence_transformers.SentenceTransformer``
-both load directly (except with prompt pooling, which no sentence-transformers module expresses); the MLP head goes
-into it only when it is part of inference (``pooler: cls`` without ``mlp_only_train``): a training-only head never
-reaches an export.
+Inputs are ``[batch, views, length]`` as in princeton-nlp/SimCSE: a sentence twice (unsup; dropout makes the views
+differ), or (anchor, entailment, contradiction) (sup). All views share one encoder pass; the loss compares view 0
+with the others. The MLP head exists with ``pooler: cls`` (SimCSE's; training-only under ``mlp_only_train``) or as
+a training-only head over a mean pooler with ``mlp_only_train``; a training-only head never reaches an export.
 """
 
 from __future__ import annotations
@@ -44,7 +26,6 @@ from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, poo
 CONFIG_NAME = "kosimcse_config.json"
 # PromptBERT pooling: the sentence goes into ``prompt_template`` and the [MASK] state is its vector.
 PROMPT_POOLER = "prompt"
-HEAD_DIR = "2_Dense"
 # Poolers over which ``mlp_only_train`` adds a training-only head (canonical names: ``mean`` is ``avg``).
 MEAN_POOLERS = ("avg", "avg_first_last", "avg_top2")
 
@@ -58,42 +39,36 @@ def head_setting_problem(pooler: str, mlp_only_train: bool) -> str | None:
             "or set mlp_only_train: false")
 
 
+def _opt(default, help: str, **kwargs):
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 @dataclass
 class SimCSEConfig:
-    """What besides the encoder's weights defines a SimCSE model: the model options of a recipe (the argument parser
-    fills this class), saved as ``kosimcse_config.json`` by the export and the e5 importer, read by every loader."""
+    """The model options of a recipe (the argument parser fills it), saved as ``kosimcse_config.json`` by the export
+    and the e5 importer and read by every loader."""
 
-    pooler: str = field(default="cls", metadata={"help": "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, "
-                                                         "prompt."})
-    # The MLP head: SimCSE's on ``cls``, or a training-only one over a mean pooler (see the module docstring).
-    mlp_only_train: bool = field(default=False, metadata={"help": (
-        "Train with the MLP head, embed without it (unsup SimCSE: pooler cls + mlp_only_train true). With a mean "
-        "pooler (avg, mean, avg_first_last, avg_top2) it adds a training-only head; refused with cls_before_pooler "
-        "and prompt, which have no head.")})
+    pooler: str = _opt("cls", "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt.")
+    mlp_only_train: bool = _opt(False, "Train with the MLP head, embed without it (unsup SimCSE: pooler cls); over a "
+                                       "mean pooler it adds a training-only head. Not with cls_before_pooler, prompt.")
     temperature: float = 0.05
-    hard_negative_weight: float = field(default=0.0, metadata={"help": "Logit bonus of the paired hard negative (sup)."})
-    mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the auxiliary MLM loss; 0 disables it."})
-    rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
-                                                            "detection loss (paper: 0.005); 0 disables it."})
-    rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
+    hard_negative_weight: float = _opt(0.0, "Logit bonus of the paired hard negative (sup).")
+    mlm_weight: float = _opt(0.0, "Weight of the auxiliary MLM loss; 0 disables it.")
+    rtd_weight: float = _opt(0.0, "DiffCSE: weight of the replaced-token detection loss (paper: 0.005); 0: off.")
+    rtd_mask_ratio: float = _opt(0.3, "DiffCSE: share of inner tokens replaced.")
     # The loss options below are read by the losses that declare them (``Loss.options``).
-    loss: str = field(default="auto", metadata={"help": "A registered loss (modeling/losses.py): infonce, esimcse, "
-                                                        "cosent, angle; auto: the objective's default (cosent for sts, "
-                                                        "esimcse for esimcse, else infonce)."})
-    loss_scale: float = field(default=20.0, metadata={"help": "CoSENT/AnglE scale (an inverse temperature)."})
-    queue_size: int = field(default=0, metadata={"help": "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches)."})
-    momentum: float = field(default=0.995, metadata={"help": "ESimCSE momentum encoder EMA factor."})
-    prompt_template: str = field(default="", metadata={"help": "pooler prompt: template with [X] and [MASK] "
-                                                               "(default: Korean PromptBERT template)."})
-    mask_token_id: int | None = field(default=None, metadata={"help": "pooler prompt: the [MASK] id (default: the "
-                                                                       "tokenizer's)."})
-    prefix: str = field(default="", metadata={"help": "Text prefix for every sentence (e5 models want 'query: ')."})
-    max_length: int = field(default=32, metadata={"help": "Training truncation in tokens (short keeps steps cheap)."})
-    inference_max_length: int | None = field(default=None, metadata={"help": (
-        "Truncation when the model embeds (evaluation, export, inference); default max(max_length, 64), so that a "
-        "model trained on 32-token views still reads whole KorSTS sentences.")})
-    normalize: bool = field(default=False, metadata={"help": "L2-normalise the vectors wherever the model embeds "
-                                                             "(the export gets a Normalize module)."})
+    loss: str = _opt("auto", "A registered loss (modeling/losses.py): infonce, esimcse, cosent, angle; auto: the "
+                             "objective's default (cosent for sts, esimcse for esimcse, else infonce).")
+    loss_scale: float = _opt(20.0, "CoSENT/AnglE scale (an inverse temperature).")
+    queue_size: int = _opt(0, "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches).")
+    momentum: float = _opt(0.995, "ESimCSE momentum encoder EMA factor.")
+    prompt_template: str = _opt("", "pooler prompt: template with [X] and [MASK] (default: Korean PromptBERT template).")
+    mask_token_id: int | None = _opt(None, "pooler prompt: the [MASK] id (default: the tokenizer's).")
+    prefix: str = _opt("", "Text prefix for every sentence (e5 models want 'query: ').")
+    max_length: int = _opt(32, "Training truncation in tokens (short keeps steps cheap).")
+    inference_max_length: int | None = _opt(None, "Truncation when the model embeds (evaluation, export, inference); "
+                                                  "default max(max_length, 64): whole KorSTS sentences.")
+    normalize: bool = _opt(False, "L2-normalise the vectors wherever the model embeds (export: a Normalize module).")
 
     def __post_init__(self):
         if self.mlm_weight < 0 or self.rtd_weight < 0:
@@ -103,8 +78,7 @@ class SimCSEConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "SimCSEConfig":
-        """The config in ``values`` (saved JSON, or a superset such as the recipe's model group); other keys are
-        ignored (the importer's ``source``)."""
+        """The config in ``values``; other keys (the importer's ``source``, run-only options) are ignored."""
         values = dict(values)
         if "pooling" in values and "pooler" not in values:
             # kosimcse_config.json as the e5 importer wrote it before this schema: inference settings only.
@@ -118,6 +92,10 @@ class SimCSEConfig:
         path.write_text(json.dumps({**values, **extra}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return path
 
+    def to_json_string(self) -> str:
+        """As transformers configs do; the Trainer's TensorBoard logger records it."""
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
     @property
     def is_prompt(self) -> bool:
         return self.pooler == PROMPT_POOLER
@@ -130,22 +108,17 @@ class SimCSEConfig:
         pooler = canonical_pooler(self.pooler)
         return pooler == "cls" or (self.mlp_only_train and pooler in MEAN_POOLERS)
 
-    def to_json_string(self) -> str:
-        """As transformers configs do; the Trainer's TensorBoard logger records it."""
-        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+    @property
+    def head_at_inference(self) -> bool:
+        return self.uses_head and not self.mlp_only_train
 
     @property
     def embed_max_length(self) -> int:
         return self.inference_max_length or max(self.max_length, 64)
 
-    @property
-    def head_at_inference(self) -> bool:
-        return self.uses_head and not self.mlp_only_train
-
 
 class MLPHead(nn.Module):
-    """Dense + activation over the pooled vector: SimCSE's (BERT's pooler shape: tanh), or a saved
-    sentence-transformers ``Dense`` module."""
+    """Dense + activation over the pooled vector: SimCSE's (tanh), or a saved sentence-transformers ``Dense``."""
 
     def __init__(self, in_features: int, out_features: int | None = None, activation: nn.Module | None = None,
                  bias: bool = True):
@@ -158,7 +131,7 @@ class MLPHead(nn.Module):
 
 
 class SimCSEModel(nn.Module):
-    """Encoder + pooler (+ MLP head) with the contrastive loss in ``forward``."""
+    """Encoder + pooler (+ MLP head) with the contrastive loss (and optional auxiliary losses) in ``forward``."""
 
     def __init__(self, encoder: nn.Module, config: SimCSEConfig, mlm_head: nn.Module | None = None,
                  discriminator: ConditionalDiscriminator | None = None):
@@ -173,11 +146,12 @@ class SimCSEModel(nn.Module):
         self.config = config
         hidden = encoder.config.hidden_size
         self.head = MLPHead(hidden) if config.uses_head else None
+        # Training-only parts, built by from_encoder and never exported.
         self.mlm_head = mlm_head
-        self.discriminator = discriminator  # DiffCSE, training only: built by from_encoder, never exported
+        self.discriminator = discriminator  # DiffCSE
+        self.momentum_encoder = None  # ESimCSE
         # A saved model whose loss is not registered in this process still embeds; only training needs the loss.
         self.loss_fn = build_loss(config, hidden) if config.loss in (*LOSSES, "auto") else None
-        self.momentum_encoder = None  # ESimCSE, training only: built by from_encoder
 
     @property
     def _keys_to_ignore_on_save(self) -> list[str]:
@@ -187,11 +161,10 @@ class SimCSEModel(nn.Module):
     def tie_weights(self) -> None:
         """Nothing to redo: tied tensors are one shared Parameter, which loading a state dict fills in place."""
 
-    # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_encoder(cls, name_or_path: str | os.PathLike, config: SimCSEConfig | None = None,
                      trust_remote_code: bool = False, **model_kwargs) -> "SimCSEModel":
-        """Wrap a pretrained Hugging Face encoder (``AutoModel``), adding a fresh MLP head if the pooler needs one."""
+        """Wrap a pretrained Hugging Face encoder for training, with the parts its config's objectives need."""
         from transformers import AutoModel, AutoModelForMaskedLM
 
         config = config or SimCSEConfig()
@@ -199,34 +172,35 @@ class SimCSEModel(nn.Module):
         if problem:  # refused for training only: old exports with such a config still load for inference
             raise KoSimCSEError(problem)
         mlm_head = None
+        kwargs = dict(trust_remote_code=trust_remote_code, **model_kwargs)
         if config.mlm_weight > 0:
-            # The MLM auxiliary loss needs the LM head; keep the full MLM model's parts and
-            # use its base model as the encoder so both losses train the same weights.
-            mlm_model = AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
+            # The MLM model's base model is the encoder, so both losses train the same weights.
+            mlm_model = AutoModelForMaskedLM.from_pretrained(name_or_path, **kwargs)
             encoder = getattr(mlm_model, mlm_model.base_model_prefix)
-            mlm_head = _lm_head_of(mlm_model)
+            mlm_head = next((getattr(mlm_model, n) for n in ("lm_head", "cls", "predictions") if hasattr(mlm_model, n)),
+                            None)
+            if mlm_head is None:
+                raise ValueError(f"cannot find the MLM head of {type(mlm_model).__name__}")
         else:
-            encoder = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **model_kwargs)
+            encoder = AutoModel.from_pretrained(name_or_path, **kwargs)
         discriminator = ConditionalDiscriminator(encoder) if config.rtd_weight > 0 else None
         model = cls(encoder, config, mlm_head, discriminator)
         if model.head is not None and Path(name_or_path).is_dir():
-            # Continuing from an export whose head is part of inference (a later stage, or more training): its
-            # trained head, not a fresh random one, or the start would be scored through noise.
+            # Continuing from an export whose head is part of inference: its trained head, not a random one.
             from kosimcse.loading.resolve import load_dense_head
 
             saved = load_dense_head(name_or_path)
             if isinstance(saved, MLPHead) and saved.dense.weight.shape == model.head.dense.weight.shape:
                 model.head.load_state_dict(saved.state_dict())
         if isinstance(model.loss_fn, QueueInfoNCELoss) and config.queue_size > 0:
-            # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
             model.momentum_encoder = MomentumEncoder(encoder, config.momentum)
         return model
 
     @classmethod
     def for_inference(cls, encoder, config: SimCSEConfig, head: nn.Module | None = None) -> "SimCSEModel":
-        """A loaded encoder (a transformers model, or anything that answers like one: the ONNX runner) with the head
-        its folder saved, in eval mode. A head the folder did not save is never made up at inference (it would be
-        random); a training-only head stays, unused, so that checkpoints still load into the model."""
+        """A loaded encoder (transformers, or the ONNX runner) with the head its folder saved, in eval mode. A head
+        the folder did not save is never made up (it would be random); a training-only head stays, unused, so that
+        checkpoints still load."""
         model = cls(encoder, config)
         if head is not None or config.head_at_inference:
             model.head = head
@@ -239,40 +213,37 @@ class SimCSEModel(nn.Module):
 
         return load_encoder(path, trust_remote_code=trust_remote_code).model
 
-    # ---- embedding ----------------------------------------------------------------------------
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-              with_head: bool | None = None, encoder: nn.Module | None = None) -> torch.Tensor:
-        """Sentence vectors for a flat batch ``[batch, length]`` (by ``encoder``, default the model's own).
-
-        ``with_head`` defaults to the training rule: the MLP is used in training, and at inference only
-        when ``mlp_only_train`` is off.
-        """
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        vectors = self._pool(encoder or self.encoder, kwargs)
-        if with_head is None:
-            with_head = self.training or not self.config.mlp_only_train
-        if self.head is not None and with_head:
-            vectors = self.head(vectors)
-        return vectors
-
     @property
     def dim(self) -> int:
         linears = [m for m in self.head.modules() if isinstance(m, nn.Linear)] if self.head is not None else []
         return int(linears[-1].out_features if linears else self.encoder.config.hidden_size)
 
+    def _pool(self, encoder: nn.Module, inputs: dict) -> torch.Tensor:
+        if self.config.is_prompt:
+            out = encoder(**inputs, return_dict=True)
+            return pool_at_mask(out.last_hidden_state, inputs["input_ids"], self.config.mask_token_id)
+        out = encoder(**inputs, output_hidden_states=needs_hidden_states(self.config.pooler), return_dict=True)
+        return pool(self.config.pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              with_head: bool | None = None, encoder: nn.Module | None = None) -> torch.Tensor:
+        """Sentence vectors of a flat ``[batch, length]`` batch by ``encoder`` (default: the model's own).
+        ``with_head`` defaults to SimCSE's rule: the head in training, at inference unless ``mlp_only_train``."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        vectors = self._pool(encoder or self.encoder, inputs)
+        if with_head is None:
+            with_head = self.training or not self.config.mlp_only_train
+        return self.head(vectors) if self.head is not None and with_head else vectors
+
     @torch.inference_mode()
     def encode(self, tokenizer, texts: Sequence[str], *, batch_size: int = 64, max_length: int | None = None,
                prefix: str | None = None, device: torch.device | str | None = None, precision: str = "fp32",
                normalize: bool | None = None, show_progress: bool = False, convert_to: str = "numpy"):
-        """Sentence vectors ``[len(texts), dim]`` (float32, in input order): the one encode path, used by training's
-        evaluation, ``KoSimCSE`` (every backend), the CLI and the report.
-
-        Prefix, truncation (``embed_max_length``), prompt template and normalisation come from the config unless
-        given. Texts go longest first so each batch pads little. The model embeds in eval mode, and its previous
-        mode is restored after, so training can call this mid-run. ``precision``: fp32, bf16 or fp16 autocast.
-        """
+        """Float32 vectors ``[len(texts), dim]`` in input order: the one encode path (training's evaluation,
+        ``KoSimCSE``, the CLI, the report). Prefix, truncation, prompt template and normalisation default to the
+        config; ``precision``: fp32, bf16 or fp16 autocast. Embeds in eval mode and restores the previous mode."""
         from tqdm.auto import tqdm
 
         from kosimcse.precision import resolve_precision
@@ -284,68 +255,56 @@ class SimCSEModel(nn.Module):
         texts, config = list(texts), self.config
         max_length = max_length or config.embed_max_length
         prefix = config.prefix if prefix is None else prefix
+        normalize = config.normalize if normalize is None else normalize
         template = config.prompt_template if config.is_prompt else ""
         device = torch.device(device) if device is not None else next(self.parameters(), torch.empty(0)).device
         out = torch.empty(len(texts), self.dim, dtype=torch.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first: batches pad little
         was_training = self.training
         self.eval()
         try:
-            # One autocast context around all batches: autocast caches the low-precision weight copies only
-            # while its outermost context is open.
+            # One autocast context around all batches: it caches low-precision weights only while it is open.
             with tqdm(total=len(texts), disable=not show_progress, desc="encode", unit="sent", leave=False) as bar, \
                     resolve_precision(precision, device).autocast(device.type):
                 for start in range(0, len(texts), batch_size):
                     idx = order[start:start + batch_size]
                     batch = encode_batch(tokenizer, [texts[i] for i in idx], max_length, prefix, template).to(device)
                     vectors = self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    if config.normalize if normalize is None else normalize:
-                        vectors = nn.functional.normalize(vectors.float(), p=2, dim=-1)
-                    out[torch.as_tensor(idx)] = vectors.float().cpu()
+                    vectors = nn.functional.normalize(vectors.float(), dim=-1) if normalize else vectors.float()
+                    out[torch.as_tensor(idx)] = vectors.cpu()
                     bar.update(len(idx))
         finally:
             self.train(was_training)
         return out.numpy() if convert_to == "numpy" else out
 
-    def _pool(self, encoder: nn.Module, inputs: dict) -> torch.Tensor:
-        if self.config.is_prompt:
-            out = encoder(**inputs, return_dict=True)
-            return pool_at_mask(out.last_hidden_state, inputs["input_ids"], self.config.mask_token_id)
-        out = encoder(**inputs, output_hidden_states=needs_hidden_states(self.config.pooler), return_dict=True)
-        return pool(self.config.pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 mlm_input_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
                 scores: torch.Tensor | None = None, embed_only: bool = False):
-        """Contrastive loss over ``[batch, views, length]`` inputs; returns ``{"loss", "embeddings"}``.
-
-        ``scores`` (gold STS scores, one per pair) go to score losses (CoSENT/AnglE) with views=2.
-
-        ``embed_only`` returns just the vectors of a flat ``[rows, length]`` batch (GradCache uses it so
-        that its re-embedding passes still go through DDP's forward).
-        """
+        """The loss of ``[batch, views, length]`` inputs: the contrastive loss plus each enabled auxiliary term.
+        Returns ``{"loss", "embeddings"}``. ``scores``: gold STS scores for score losses. ``embed_only``: just the
+        vectors of a flat ``[rows, length]`` batch (GradCache re-embeds through DDP's forward with it)."""
         if embed_only:
             return self.embed(input_ids, attention_mask, token_type_ids)
         batch, views, length = input_ids.shape
-        flat = lambda t: None if t is None else t.reshape(batch * views, length)  # noqa: E731
-        vectors = self.embed(flat(input_ids), flat(attention_mask), flat(token_type_ids)).view(batch, views, -1)
-        loss = self.loss_fn(*(vectors[:, v] for v in range(views)), *(() if scores is None else (scores,)))
+        inputs = (input_ids, attention_mask, token_type_ids)
+        vectors = self.embed(*(t if t is None else t.reshape(batch * views, length) for t in inputs))
+        vectors = vectors.view(batch, views, -1)
+        loss = self.loss_fn(*vectors.unbind(1), *(() if scores is None else (scores,)))
+        anchor_ids, anchor_mask, anchor_types = (t if t is None else t[:, 0] for t in inputs)
+        config = self.config
         if self.momentum_encoder is not None and self.training:
-            self._refresh_queue(flat(input_ids)[::views], flat(attention_mask)[::views],
-                                None if token_type_ids is None else flat(token_type_ids)[::views])
-        if self.mlm_head is not None and mlm_input_ids is not None and self.config.mlm_weight > 0:
-            loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, attention_mask[:, 0], mlm_labels)
-        if self.discriminator is not None and self.training and self.config.rtd_weight > 0:
-            corrupted, replaced = replace_tokens(input_ids[:, 0], attention_mask[:, 0], self.config.rtd_mask_ratio)
-            loss = loss + self.config.rtd_weight * self.discriminator(corrupted, attention_mask[:, 0], vectors[:, 0],
-                                                                       replaced)
+            self._refresh_queue(anchor_ids, anchor_mask, anchor_types)
+        if self.mlm_head is not None and mlm_input_ids is not None and config.mlm_weight > 0:
+            loss = loss + config.mlm_weight * self.mlm_loss(mlm_input_ids, anchor_mask, mlm_labels)
+        if self.discriminator is not None and self.training and config.rtd_weight > 0:
+            corrupted, replaced = replace_tokens(anchor_ids, anchor_mask, config.rtd_mask_ratio)
+            loss = loss + config.rtd_weight * self.discriminator(corrupted, anchor_mask, vectors[:, 0], replaced)
         return {"loss": loss, "embeddings": vectors}
 
     @torch.no_grad()
     def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:
-        """ESimCSE: step the EMA encoder, then queue its embeddings of this batch's sentences for later batches."""
+        """ESimCSE: step the EMA encoder, then queue its vectors of this batch (through the head, as the positives)."""
         self.momentum_encoder.update(self.encoder)
-        # Through the head, as the positives they are compared with.
         self.loss_fn.enqueue(self.embed(input_ids, attention_mask, token_type_ids, with_head=True,
                                         encoder=self.momentum_encoder.encoder))
 
@@ -354,28 +313,21 @@ class SimCSEModel(nn.Module):
         logits = self.mlm_head(states)
         return nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), mlm_labels.view(-1), ignore_index=-100)
 
-    # ---- saving ---------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike, tokenizer=None, model_card: str | None = None) -> Path:
-        """Write an HF encoder folder that is also a sentence-transformers model.
-
-        Layout: the encoder's ``config.json``/``model.safetensors`` and tokenizer at the root (so
-        ``AutoModel`` works), ``modules.json`` + ``1_Pooling`` (+ ``2_Dense`` for the inference head,
-        or a layer-averaging module for ``avg_first_last``/``avg_top2``) for ``SentenceTransformer``.
-        """
+        """Write the encoder's HF folder (``AutoModel`` loads it) that is also a sentence-transformers model
+        (``modules.json``: pooling, the inference head, normalisation), unless the pooler is ``prompt``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        encoder = self.encoder
         if not self.config.is_prompt and needs_hidden_states(self.config.pooler):
             # sentence-transformers' WeightedLayerPooling reads all layers only if the encoder returns them.
-            encoder.config.output_hidden_states = True
-        encoder.save_pretrained(path, safe_serialization=True)
+            self.encoder.config.output_hidden_states = True
+        self.encoder.save_pretrained(path, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
         # The embedding length is pinned in the export, so that its meaning never rests on a default in code.
         replace(self.config, inference_max_length=self.config.embed_max_length).save(path)
-        if not self.config.is_prompt:
-            # sentence-transformers has no prompt-template pooling; such a folder loads with kosimcse only.
-            _write_sentence_transformers_modules(path, self, tokenizer)
+        if not self.config.is_prompt:  # no sentence-transformers module does prompt-template pooling
+            _write_sentence_transformers_modules(path, self)
         if model_card is not None:
             (path / "README.md").write_text(model_card, encoding="utf-8")
         return path
@@ -397,56 +349,40 @@ def aliased_names(state_dict: dict[str, torch.Tensor]) -> list[str]:
     return aliases
 
 
-def _lm_head_of(mlm_model: nn.Module) -> nn.Module:
-    for name in ("lm_head", "cls", "predictions"):
-        if hasattr(mlm_model, name):
-            return getattr(mlm_model, name)
-    raise ValueError(f"cannot find the MLM head of {type(mlm_model).__name__}")
-
-
-def _write_sentence_transformers_modules(path: Path, model: SimCSEModel, tokenizer) -> None:
-    """Write modules.json and each module's config with sentence-transformers' own module classes.
-
-    Using ST's classes (rather than hand-written JSON) keeps the folder loadable by the ST version installed.
-    """
+def _write_sentence_transformers_modules(path: Path, model: SimCSEModel) -> None:
+    """modules.json and the modules, written by sentence-transformers' own classes so the installed version loads
+    them."""
     from sentence_transformers import models
 
     config = model.config
     pooler = canonical_pooler(config.pooler)
-    hidden = model.encoder.config.hidden_size
-    num_layers = model.encoder.config.num_hidden_layers
-    objects = []
+    hidden, layers = model.encoder.config.hidden_size, model.encoder.config.num_hidden_layers
+    modules = []
     if pooler in ("avg_first_last", "avg_top2"):
         # hidden_states[0] is the embedding output: (first transformer layer + last) / 2, or the top two.
-        if pooler == "avg_first_last":
-            weights = [1.0] + [0.0] * (num_layers - 2) + [1.0]
-            layer_start = 1
-        else:
-            weights = [1.0, 1.0]
-            layer_start = num_layers - 1
-        objects.append(("1_WeightedLayerPooling", models.WeightedLayerPooling(
-            hidden, num_hidden_layers=num_layers, layer_start=layer_start, layer_weights=nn.Parameter(torch.tensor(weights)))))
-    mode = "cls" if pooler in ("cls", "cls_before_pooler") else "mean"
-    objects.append(("1_Pooling", models.Pooling(hidden, pooling_mode=mode)))
+        first_last = pooler == "avg_first_last"
+        weights = [1.0] + [0.0] * (layers - 2) + [1.0] if first_last else [1.0, 1.0]
+        modules.append(models.WeightedLayerPooling(hidden, num_hidden_layers=layers,
+                                                   layer_start=1 if first_last else layers - 1,
+                                                   layer_weights=nn.Parameter(torch.tensor(weights))))
+    modules.append(models.Pooling(hidden, pooling_mode="cls" if pooler in ("cls", "cls_before_pooler") else "mean"))
     if config.head_at_inference and isinstance(model.head, MLPHead):
         dense = model.head.dense
-        objects.append((HEAD_DIR, models.Dense(
-            dense.in_features, dense.out_features, activation_function=model.head.activation,
-            init_weight=dense.weight.detach().cpu().float().clone(),
-            init_bias=dense.bias.detach().cpu().float().clone())))
+        modules.append(models.Dense(dense.in_features, dense.out_features, activation_function=model.head.activation,
+                                    init_weight=dense.weight.detach().cpu().float().clone(),
+                                    init_bias=dense.bias.detach().cpu().float().clone()))
     if config.normalize:
-        objects.append(("3_Normalize", models.Normalize()))
+        modules.append(models.Normalize())
     entries = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-    for idx, (subdir, module) in enumerate(objects, start=1):
-        # Number the folders in load order so the layout reads top to bottom.
-        folder = f"{idx}_{subdir.split('_', 1)[1]}"
+    for idx, module in enumerate(modules, start=1):
+        kind = type(module).__name__
+        folder = f"{idx}_{kind}"
         (path / folder).mkdir(exist_ok=True)
         module.save(str(path / folder))
-        entries.append({"idx": idx, "name": str(idx), "path": folder,
-                        "type": f"sentence_transformers.models.{type(module).__name__}"})
-    (path / "modules.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
-    (path / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": config.embed_max_length, "do_lower_case": False}, indent=2), encoding="utf-8")
+        entries.append({"idx": idx, "name": str(idx), "path": folder, "type": f"sentence_transformers.models.{kind}"})
     st_config = {"prompts": {"query": config.prefix, "document": config.prefix} if config.prefix else {},
                  "default_prompt_name": "query" if config.prefix else None, "similarity_fn_name": "cosine"}
-    (path / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2), encoding="utf-8")
+    for name, values in (("modules.json", entries), ("config_sentence_transformers.json", st_config),
+                         ("sentence_bert_config.json", {"max_seq_length": config.embed_max_length,
+                                                        "do_lower_case": False})):
+        (path / name).write_text(json.dumps(values, indent=2), encoding="utf-8")

@@ -1,15 +1,4 @@
-"""Pooling: turn a Hugging Face encoder's token states into one vector per sentence.
-
-The choices are those of princeton-nlp/SimCSE, plus ``mean`` as the name sentence-transformers
-and e5 use for ``avg``:
-
-- ``cls``: the [CLS] state; SimCSE puts its MLP head on top of it (see ``model.py``).
-- ``cls_before_pooler``: the raw [CLS] state, never an MLP.
-- ``avg`` / ``mean``: the mean over non-padding tokens of the last layer.
-- ``avg_first_last``: mean of the first *transformer* layer and the last. SimCSE's code uses
-  ``hidden_states[0]``, the embedding output, by mistake; we use ``hidden_states[1]``.
-- ``avg_top2``: mean of the last two layers.
-"""
+"""SimCSE's poolers (``mean`` is sentence-transformers' and e5's name for ``avg``): token states to one vector."""
 
 from __future__ import annotations
 
@@ -36,11 +25,9 @@ def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 def pool(pooler: str, attention_mask: torch.Tensor, last_hidden_state: torch.Tensor,
          hidden_states: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-    """Pool token states ``[batch, seq, dim]`` into ``[batch, dim]``.
-
-    ``hidden_states`` (embedding output first, as transformers returns them) is needed only for
-    ``avg_first_last`` and ``avg_top2``.
-    """
+    """``[batch, seq, dim]`` token states to ``[batch, dim]``: the [CLS] state (``cls``: SimCSE's head goes on top;
+    ``cls_before_pooler``: never), or the mean of the last layer, of the first transformer layer and the last
+    (``hidden_states[1]``, where SimCSE's code takes the embedding output by mistake), or of the top two layers."""
     pooler = canonical_pooler(pooler)
     if pooler in ("cls", "cls_before_pooler"):
         return last_hidden_state[:, 0]
@@ -48,6 +35,5 @@ def pool(pooler: str, attention_mask: torch.Tensor, last_hidden_state: torch.Ten
         return masked_mean(last_hidden_state, attention_mask)
     if hidden_states is None:
         raise ValueError(f"pooler {pooler!r} needs the encoder's hidden_states (output_hidden_states=True)")
-    if pooler == "avg_first_last":
-        return masked_mean((hidden_states[1] + hidden_states[-1]) / 2.0, attention_mask)
-    return masked_mean((hidden_states[-1] + hidden_states[-2]) / 2.0, attention_mask)
+    first = hidden_states[1] if pooler == "avg_first_last" else hidden_states[-2]
+    return masked_mean((first + hidden_states[-1]) / 2.0, attention_mask)

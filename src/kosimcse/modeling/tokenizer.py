@@ -1,10 +1,4 @@
-"""Train a WordPiece tokenizer on Korean text, for an encoder trained from scratch.
-
-A pretrained encoder brings its own tokenizer; a model pretrained here from nothing (the mini BERT of
-``benchmarks.scratch_row``, or a tiny random encoder for a smoke run) needs one built from the text it will see.
-The result is a fast BERT-style tokenizer (``[CLS] ... [SEP]``, ``##`` continuation pieces) that
-``save_pretrained`` writes as a plain Hugging Face folder, loadable by ``AutoTokenizer`` and sentence-transformers.
-"""
+"""A WordPiece tokenizer trained on Korean text, for an encoder pretrained here from scratch."""
 
 from __future__ import annotations
 
@@ -14,13 +8,9 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 8000, model_max_length: int = 128):
-    """A ``PreTrainedTokenizerFast`` with a WordPiece vocabulary of about ``vocab_size`` learnt from ``texts``.
-
-    Every character seen in ``texts`` is kept, so a small ``vocab_size`` on varied text can be exceeded.
-
-    Text is not lower-cased and accents are not stripped: NFD would split Hangul syllables into jamo.
-    Training takes about a second per 10,000 sentences; the ids given to equally frequent pieces may vary between runs.
-    """
+    """A fast BERT-style tokenizer (``[CLS] ... [SEP]``, ``##`` pieces) with about ``vocab_size`` pieces learnt from
+    ``texts`` (every character seen is kept, which may exceed it). No lower-casing nor accent stripping: NFD would
+    split Hangul syllables into jamo."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
