@@ -11,8 +11,6 @@ from scipy.special import logsumexp
 
 from kosimcse.evaluation.similarity import l2_normalize
 
-EncodeFn = Callable[[list[str]], np.ndarray]
-
 STS_POSITIVE_MIN_SCORE = 4.0  # as SimCSE's analysis on STS-B
 STS_POSITIVES = "KorSTS pairs with gold score >= {min_score:g}"
 DROPOUT_POSITIVES = "two dropout views of the same sentence"
@@ -59,7 +57,7 @@ def alignment_uniformity(anchors, positives, points=None, max_points: int | None
     }
 
 
-def sts_geometry(pairs, embeddings=None, encode_fn: EncodeFn | None = None, min_score: float = STS_POSITIVE_MIN_SCORE,
+def sts_geometry(pairs, embeddings=None, encode_fn: Callable | None = None, min_score: float = STS_POSITIVE_MIN_SCORE,
                  max_points: int | None = 2000, seed: int = 0) -> dict:
     """Alignment/uniformity on ``StsPair``-like pairs, positives scored >= ``min_score``; the distinct sentences'
     vectors come from ``embeddings`` (sentence -> vector) or ``encode_fn``."""

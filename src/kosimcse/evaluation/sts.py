@@ -15,8 +15,6 @@ from kosimcse.evaluation.similarity import SIMILARITIES, pairwise_similarity
 
 METRIC_KEYS = tuple(f"{sim}_{corr}" for sim in SIMILARITIES for corr in ("pearson", "spearman"))
 
-EncodeFn = Callable[[list[str]], np.ndarray]
-
 
 def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
     """Pearson and Spearman (x100) of each of the four similarities against gold, keyed as ``METRIC_KEYS``; the
@@ -65,7 +63,7 @@ class StsEvaluator:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __call__(self, encode_fn: EncodeFn) -> dict[str, float]:
+    def __call__(self, encode_fn: Callable) -> dict[str, float]:
         embeddings = np.asarray(encode_fn(self.sentences))
         if embeddings.ndim != 2 or embeddings.shape[0] != len(self.sentences):
             raise ValueError(f"encode_fn returned shape {embeddings.shape} for {len(self.sentences)} sentences")

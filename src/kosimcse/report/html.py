@@ -103,9 +103,9 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
                  data_dir=None, seed: int = 0, progress=None) -> Report:
     """Read a run folder, embed a bounded amount of text with its exported model (and ``before_model``), measure.
 
-    Per model: the ``task`` STS set once, ``sample`` (<= 2000) domain sentences once (``domain_texts``: a file or a
-    list; default ``RUN/corpus/sentences.txt``), and ``align_sample`` of them twice more with dropout on, for
-    alignment. ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from.
+    Per model: the ``task`` STS set once, ``sample`` (<= 2000) lines of the ``domain_texts`` file (default
+    ``RUN/corpus/sentences.txt``) once, and ``align_sample`` of them twice more with dropout on, for alignment.
+    ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from.
     """
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
@@ -148,18 +148,17 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     from kosimcse.inference.encoder import KoSimCSE
 
     start = time.perf_counter()
-    models = {"after": KoSimCSE.from_pretrained(exported, device=device, dtype=dtype)}
-    paths = {"after": exported}
+    after = KoSimCSE.from_pretrained(exported, device=device, dtype=dtype)
+    models = {"after": after}
     if before_model is not None:
-        after = models["after"]
         # Same pooling, prefix and length as the trained model: the comparison is about the weights.
         models = {"before": KoSimCSE.from_pretrained(
             before_model, pooling=after.pooling, prefix=after.prefix, max_length=after.max_length, device=device,
             dtype=dtype, prompt_template=after.module.config.prompt_template or None), **models}
-        paths["before"] = before_model
     timings["load_models_s"] = time.perf_counter() - start
-    data["models"] = {name: {"path": str(paths[name]), "pooling": enc.pooling, "prefix": enc.prefix,
-                             "max_length": enc.max_length, "dtype": enc.dtype} for name, enc in models.items()}
+    data["models"] = {name: {"path": str(exported if name == "after" else before_model), "pooling": enc.pooling,
+                             "prefix": enc.prefix, "max_length": enc.max_length, "dtype": enc.dtype}
+                      for name, enc in models.items()}
 
     sts = StsEvaluator.from_task(task, data_dir=data_dir)
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
@@ -243,12 +242,13 @@ def _cell(value) -> str:
     return f"<td>{_esc(value)}</td>"
 
 
-def _table(rows, header=None) -> str:
+def _table(rows, header=None, css_class: str = "") -> str:
     """Rows of values; without ``header``, each row's first value is its header cell."""
     head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if header else ""
     cells = ("".join(map(_cell, row)) if header else f"<th>{_esc(row[0])}</th>" + "".join(map(_cell, row[1:]))
              for row in rows)
-    return f"<table>{head}" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
+    tag = f"<table class='{css_class}'>" if css_class else "<table>"
+    return tag + head + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
 
 
 def _metric_table(rows: dict) -> str:
@@ -327,13 +327,10 @@ def _neighbours_section(report: Report) -> str | None:
         return None
     body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
             "left out). Each cell: cosine, then the neighbour.</p>")
-    header = "<tr>" + "".join(f"<th>{_esc(n)}</th>" for n in neighbours) + "</tr>"
     for examples in zip(*neighbours.values()):  # one query, each model's neighbours side by side
         rows = itertools.zip_longest(*(e["neighbours"] for e in examples))
-        cells = ("".join(f"<td>{h['score']:.3f} &nbsp; {_esc(h['text'])}</td>" if h else "<td></td>" for h in row)
-                 for row in rows)
-        body += (f"<h3>{_esc(examples[-1]['query'])}</h3><table class='nn'>{header}"
-                 + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>")
+        body += f"<h3>{_esc(examples[-1]['query'])}</h3>" + _table(
+            [[f"{h['score']:.3f}\u00a0\u00a0{h['text']}" if h else "" for h in row] for row in rows], neighbours, "nn")
     return body
 
 
