@@ -88,6 +88,11 @@ def _read_json(path: Path) -> dict:
     return value
 
 
+def _pick(texts: list[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``texts`` drawn without replacement, in their order."""
+    return [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(n, len(texts)), replace=False))]
+
+
 def _random_pair_cosines(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:
     if len(embeddings) < 2:
         return np.empty(0)
@@ -170,10 +175,9 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             report.notes.append(f"domain sample has {len(domain)} sentence(s): domain geometry left out")
             domain = []
     data["domain_sample"] = len(domain)
-    align_texts = [domain[i] for i in sorted(np.random.default_rng(seed + 2).choice(
-        len(domain), size=min(align_sample, len(domain)), replace=False))] if domain else []
+    align_texts = _pick(domain, align_sample, seed + 2)
 
-    scatter, histograms, domain_embeddings = {}, {}, {}
+    histograms, domain_embeddings = {}, {}
     data.update(task=task, sts={}, geometry={})
     for name, encoder in models.items():
         say(f"{name}: embedding {len(sts.sentences)} {task} sentences")
@@ -183,7 +187,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
         left, right = embeddings[sts.left], embeddings[sts.right]
         data["sts"][name] = sts_metrics(left, right, sts.gold)
         cosine = np.asarray(pairwise_cosine(left, right))
-        scatter[name] = (sts.gold, cosine)
         histograms[name] = (sts.gold, cosine, _random_pair_cosines(embeddings, random_pairs, seed))
         data["geometry"][name] = {task: geometry.sts_geometry(
             sts.pairs, embeddings=dict(zip(sts.sentences, embeddings)), max_points=MAX_SAMPLE, seed=seed)}
@@ -195,13 +198,12 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             timings[f"{name}_domain_s"] = time.perf_counter() - start
             data["geometry"][name]["domain"] = geometry.corpus_geometry(
                 view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
-    report.figures["scatter"] = plots.png_bytes(plots.score_scatter(scatter, task=task))
+    report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
     report.figures["histograms"] = plots.png_bytes(plots.similarity_histograms(histograms))
     report.figures["geometry"] = plots.png_bytes(plots.geometry_plot(data["geometry"]))
 
     if domain and queries > 0:
-        picks = np.random.default_rng(seed + 1).choice(len(domain), size=min(queries, len(domain)), replace=False)
-        query_texts = [domain[i] for i in sorted(picks)]
+        query_texts = _pick(domain, queries, seed + 1)
         data["neighbours"] = {}
         for name, embeddings in domain_embeddings.items():
             rows = dict(zip(domain, embeddings))
