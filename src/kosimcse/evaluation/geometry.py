@@ -1,25 +1,7 @@
-"""Embedding-space geometry: alignment and uniformity (Wang & Isola, 2020) and nearest-neighbour examples.
-
-Both measures are computed on L2-normalised embeddings, so they are comparable across models:
-
-* alignment ``E ||f(x) - f(x+)||^2`` over positive pairs: 0 when positives coincide, 4 at most;
-  lower is better.
-* uniformity ``log E exp(-2 ||f(x) - f(y)||^2)`` over pairs of distinct points: 0 when every
-  embedding is the same point (collapse), about -4 for points spread evenly over a high-dimensional
-  sphere; lower is better.
-
-Which pairs count as positive depends on the data, and the result dicts say which was used:
-
-* STS sets (:func:`sts_geometry`): sentence pairs with a gold score >= 4 are positives and
-  uniformity is over the set's distinct sentences, as in the SimCSE paper's analysis on STS-B.
-* unlabeled text (:func:`corpus_geometry`): the positive of a sentence is the same sentence
-  embedded again with dropout on, i.e. SimCSE's own training pairs; uniformity is over the
-  inference-mode (dropout off) embeddings, the ones a user gets.
-"""
+"""Embedding-space geometry: alignment and uniformity (Wang & Isola, 2020), and nearest-neighbour examples."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -29,9 +11,7 @@ from scipy.special import logsumexp
 
 from kosimcse.evaluation.similarity import l2_normalize
 
-EncodeFn = Callable[[list[str]], np.ndarray]
-
-STS_POSITIVE_MIN_SCORE = 4.0
+STS_POSITIVE_MIN_SCORE = 4.0  # as SimCSE's analysis on STS-B
 STS_POSITIVES = "KorSTS pairs with gold score >= {min_score:g}"
 DROPOUT_POSITIVES = "two dropout views of the same sentence"
 
@@ -44,7 +24,7 @@ def _unit_rows(x) -> np.ndarray:
 
 
 def alignment(x, y, alpha: float = 2.0) -> float:
-    """``mean ||x_i - y_i||^alpha`` over row pairs of L2-normalised ``x`` and ``y``."""
+    """``mean ||x_i - y_i||^alpha`` over row pairs of L2-normalised ``x`` and ``y``: 0 (positives coincide) to 4."""
     x, y = _unit_rows(x), _unit_rows(y)
     if x.shape != y.shape:
         raise ValueError(f"alignment needs two arrays of equal shape, got {x.shape} and {y.shape}")
@@ -54,18 +34,15 @@ def alignment(x, y, alpha: float = 2.0) -> float:
 
 
 def uniformity(x, t: float = 2.0, max_points: int | None = None, seed: int = 0) -> float:
-    """``log mean exp(-t ||x_i - x_j||^2)`` over all pairs ``i < j`` of L2-normalised rows.
-
-    With more than ``max_points`` rows, a random subset of that size is used (all its pairs),
-    which keeps the cost at ``max_points^2 / 2`` distances.
-    """
+    """``log mean exp(-t ||x_i - x_j||^2)`` over all pairs ``i < j`` of L2-normalised rows (of a random subset of
+    ``max_points`` rows when there are more): 0 when collapsed, about -4 when spread over a high-dimensional sphere."""
     x = _unit_rows(x)
     if max_points is not None and len(x) > max_points:
         x = x[np.random.default_rng(seed).choice(len(x), size=max_points, replace=False)]
     if len(x) < 2:
         raise ValueError("uniformity needs at least 2 embeddings")
     squared = pdist(x, metric="sqeuclidean")
-    # logsumexp: exp(-2 d^2) underflows nothing at d^2 <= 4, but stays exact when a model collapses to 0.
+    # logsumexp stays exact when a model collapses to 0.
     return float(logsumexp(-t * squared) - math.log(len(squared)))
 
 
@@ -80,20 +57,16 @@ def alignment_uniformity(anchors, positives, points=None, max_points: int | None
     }
 
 
-def sts_geometry(pairs, embeddings=None, encode_fn: EncodeFn | None = None, min_score: float = STS_POSITIVE_MIN_SCORE,
+def sts_geometry(pairs, embeddings=None, encode_fn: Callable | None = None, min_score: float = STS_POSITIVE_MIN_SCORE,
                  max_points: int | None = 2000, seed: int = 0) -> dict:
-    """Alignment/uniformity on an STS set: positives are pairs scored >= ``min_score``.
-
-    ``pairs`` are ``StsPair``-like (``sentence1``, ``sentence2``, ``score``). Give either
-    ``embeddings``, a mapping sentence -> vector, or ``encode_fn`` to embed the distinct sentences.
-    """
+    """Alignment/uniformity on ``StsPair``-like pairs, positives scored >= ``min_score``; the distinct sentences'
+    vectors come from ``embeddings`` (sentence -> vector) or ``encode_fn``."""
     pairs = list(pairs)
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
     if embeddings is None:
         if encode_fn is None:
             raise ValueError("give embeddings or encode_fn")
-        vectors = np.asarray(encode_fn(sentences))
-        embeddings = dict(zip(sentences, vectors))
+        embeddings = dict(zip(sentences, np.asarray(encode_fn(sentences))))
     positives = [p for p in pairs if p.score >= min_score]
     if not positives:
         raise ValueError(f"no pair has a gold score >= {min_score}")
@@ -101,71 +74,48 @@ def sts_geometry(pairs, embeddings=None, encode_fn: EncodeFn | None = None, min_
     right = np.stack([embeddings[p.sentence2] for p in positives])
     points = np.stack([embeddings[s] for s in sentences])
     result = alignment_uniformity(left, right, points, max_points=max_points, seed=seed)
-    result["positives"] = STS_POSITIVES.format(min_score=min_score)
-    return result
-
-
-@contextlib.contextmanager
-def dropout_enabled(model):
-    """Within this block every forward pass of ``model`` runs with dropout on, even if the caller
-    switches it to eval mode first (as ``SimCSEModel.encode`` does); the previous mode is restored after."""
-    was_training = model.training
-
-    def switch_on(module, args):
-        module.train(True)  # returns None: a pre-hook's return value would replace the inputs
-
-    handle = model.register_forward_pre_hook(switch_on)
-    try:
-        yield model
-    finally:
-        handle.remove()
-        model.train(was_training)
+    return {**result, "positives": STS_POSITIVES.format(min_score=min_score)}
 
 
 def dropout_views(encoder, texts: Sequence[str], batch_size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two embeddings of each text by a ``KoSimCSE`` encoder with dropout on (different masks)."""
     import torch
 
+    def dropout_on(module, args):  # before every forward pass, so after ``encode`` has switched to eval mode
+        module.train(True)  # returns None: a pre-hook's return value would replace the inputs
+
+    model, was_training = encoder.model, encoder.model.training
+    handle = model.register_forward_pre_hook(dropout_on)
     torch.manual_seed(seed)
-    with dropout_enabled(encoder.model):
-        first = encoder.encode(list(texts), batch_size=batch_size, show_progress=False)
-        second = encoder.encode(list(texts), batch_size=batch_size, show_progress=False)
-    return first, second
+    try:
+        return tuple(encoder.encode(list(texts), batch_size=batch_size, show_progress=False) for _ in range(2))
+    finally:
+        handle.remove()
+        model.train(was_training)
 
 
 def corpus_geometry(view1, view2, embeddings, max_points: int | None = 2000, seed: int = 0) -> dict:
-    """Alignment between two dropout views of the same sentences; uniformity of their inference embeddings."""
+    """Alignment between two dropout views of the same sentences (SimCSE's training pairs); uniformity of their
+    inference-mode embeddings, the ones a user gets."""
     result = alignment_uniformity(view1, view2, embeddings, max_points=max_points, seed=seed)
-    result["positives"] = DROPOUT_POSITIVES
-    return result
+    return {**result, "positives": DROPOUT_POSITIVES}
 
 
 def nearest_neighbours(model, texts: Sequence[str], queries: Sequence[str], k: int = 5, text_embeddings=None,
                        exclude_self: bool = True) -> list[dict]:
     """For each query, the ``k`` most cosine-similar ``texts``: ``[{"query", "neighbours": [{"text", "score"}]}]``.
 
-    ``model`` is an encode function or anything with ``.encode(texts)``; ``text_embeddings`` (rows of
-    ``texts``) skips re-embedding the texts. A text identical to its query is left out with
-    ``exclude_self``, so the examples show neighbours rather than the query finding itself.
+    ``model`` is an encode function or has ``.encode``; ``text_embeddings`` (rows of ``texts``) skips re-embedding.
+    ``exclude_self`` leaves out a text identical to its query, so the examples show neighbours, not the query.
     """
     encode = model.encode if hasattr(model, "encode") else model
     texts, queries = list(texts), list(queries)
     if not texts or not queries:
         return []
-    if text_embeddings is None:
-        text_embeddings = encode(texts)
-    corpus = l2_normalize(np.asarray(text_embeddings, dtype=np.float64))
-    query_emb = l2_normalize(np.asarray(encode(queries), dtype=np.float64))
-    scores = query_emb @ corpus.T
+    corpus = l2_normalize(np.asarray(encode(texts) if text_embeddings is None else text_embeddings, dtype=np.float64))
+    scores = l2_normalize(np.asarray(encode(queries), dtype=np.float64)) @ corpus.T
     examples = []
     for query, row in zip(queries, scores):
-        order = np.argsort(-row, kind="stable")
-        neighbours = []
-        for idx in order:
-            if exclude_self and texts[idx] == query:
-                continue
-            neighbours.append({"text": texts[idx], "score": float(row[idx])})
-            if len(neighbours) == k:
-                break
-        examples.append({"query": query, "neighbours": neighbours})
+        order = [i for i in np.argsort(-row, kind="stable") if not (exclude_self and texts[i] == query)][:k]
+        examples.append({"query": query, "neighbours": [{"text": texts[i], "score": float(row[i])} for i in order]})
     return examples

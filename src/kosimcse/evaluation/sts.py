@@ -1,4 +1,4 @@
-"""STS evaluation: correlate embedding similarities with gold scores, as sentence-transformers does, and tabulate them."""
+"""STS evaluation: correlations of embedding similarities with gold scores (as sentence-transformers), tables."""
 
 from __future__ import annotations
 
@@ -15,26 +15,11 @@ from kosimcse.evaluation.similarity import SIMILARITIES, pairwise_similarity
 
 METRIC_KEYS = tuple(f"{sim}_{corr}" for sim in SIMILARITIES for corr in ("pearson", "spearman"))
 
-EncodeFn = Callable[[list[str]], np.ndarray]
-
-
-def _correlation(fn, gold: np.ndarray, scores: np.ndarray) -> float:
-    # A constant score vector (e.g. a collapsed model) has no correlation: report NaN, not a warning storm.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = fn(gold, scores)[0]
-    return float(value) * 100.0
-
 
 def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
-    """Pearson and Spearman (×100) between gold scores and each of the four similarities.
-
-    Keys: ``cosine_pearson``, ``cosine_spearman``, ``euclidean_pearson`` … ``dot_spearman``
-    (the order of ``METRIC_KEYS``). Matches sentence-transformers' ``EmbeddingSimilarityEvaluator``
-    on the same embeddings, which reports the same numbers on the 0–1 scale.
-    """
-    emb1 = np.asarray(emb1)
-    emb2 = np.asarray(emb2)
+    """Pearson and Spearman (x100) of each of the four similarities against gold, keyed as ``METRIC_KEYS``; the
+    numbers of sentence-transformers' ``EmbeddingSimilarityEvaluator`` (which reports them on the 0-1 scale)."""
+    emb1, emb2 = np.asarray(emb1), np.asarray(emb2)
     gold = np.asarray(gold, dtype=np.float64)
     if emb1.shape != emb2.shape or emb1.ndim != 2:
         raise ValueError(f"need two [n, dim] arrays of equal shape, got {emb1.shape} and {emb2.shape}")
@@ -46,16 +31,13 @@ def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
 
 
 def score_correlations(scores: Mapping[str, np.ndarray], gold) -> dict[str, float]:
-    """Pearson and Spearman (×100) of each ``{similarity name: per-pair scores}`` against the gold scores.
-
-    For callers that compute the pair similarities themselves (e.g. on sparse TF-IDF rows); constant scores give NaN.
-    """
+    """Pearson and Spearman (x100) of each ``{similarity name: per-pair scores}`` against gold (constant scores: NaN),
+    for callers that compute the pair similarities themselves (e.g. on sparse TF-IDF rows)."""
     gold = np.asarray(gold, dtype=np.float64)
-    metrics: dict[str, float] = {}
-    for sim, values in scores.items():
-        metrics[f"{sim}_pearson"] = _correlation(pearsonr, gold, np.asarray(values))
-        metrics[f"{sim}_spearman"] = _correlation(spearmanr, gold, np.asarray(values))
-    return metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant scores (a collapsed model) have no correlation: NaN, not warnings
+        return {f"{sim}_{corr}": float(fn(gold, np.asarray(values))[0]) * 100.0
+                for sim, values in scores.items() for corr, fn in (("pearson", pearsonr), ("spearman", spearmanr))}
 
 
 class StsEvaluator:
@@ -68,8 +50,8 @@ class StsEvaluator:
         self.name = name
         self.sentences = list(dict.fromkeys(s for p in self.pairs for s in (p.sentence1, p.sentence2)))
         index = {s: i for i, s in enumerate(self.sentences)}
-        self._left = np.array([index[p.sentence1] for p in self.pairs])
-        self._right = np.array([index[p.sentence2] for p in self.pairs])
+        self.left = np.array([index[p.sentence1] for p in self.pairs])  # rows of ``sentences``
+        self.right = np.array([index[p.sentence2] for p in self.pairs])
         self.gold = np.array([p.score for p in self.pairs], dtype=np.float64)
 
     @classmethod
@@ -81,28 +63,26 @@ class StsEvaluator:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __call__(self, encode_fn: EncodeFn) -> dict[str, float]:
+    def __call__(self, encode_fn: Callable) -> dict[str, float]:
         embeddings = np.asarray(encode_fn(self.sentences))
         if embeddings.ndim != 2 or embeddings.shape[0] != len(self.sentences):
             raise ValueError(f"encode_fn returned shape {embeddings.shape} for {len(self.sentences)} sentences")
-        return sts_metrics(embeddings[self._left], embeddings[self._right], self.gold)
+        return sts_metrics(embeddings[self.left], embeddings[self.right], self.gold)
 
 
-_COLUMNS = [("cosine", "Cosine"), ("euclidean", "Euclidean"), ("manhattan", "Manhattan"), ("dot", "Dot")]
-
-
-def _fmt(value) -> str:
+def fmt_number(value, spec: str = ".2f") -> str:
+    """``value`` in format ``spec``; None and NaN (no correlation, e.g. from a collapsed model) as "n/a"."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.2f}"
+    return format(value, spec)
 
 
 def markdown_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     """Rows ``{model name: metrics}`` as the KoSimCSE README table (8 metric columns, 2 decimals)."""
-    header = ["Model"] + [f"{label} {corr.capitalize()}" for _, label in _COLUMNS for corr in ("pearson", "spearman")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + [":---:"] * (len(header) - 1)) + "|"]
+    header = ["Model"] + [" ".join(key.split("_")).title() for key in METRIC_KEYS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + [":---:"] * len(METRIC_KEYS)) + "|"]
     for name, metrics in rows.items():
-        cells = [str(name).replace("|", "\\|")] + [_fmt(metrics.get(key)) for key in METRIC_KEYS]
+        cells = [str(name).replace("|", "\\|")] + [fmt_number(metrics.get(key)) for key in METRIC_KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import markdown
 import numpy as np
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.evaluation import geometry
+from kosimcse.evaluation.similarity import pairwise_cosine
+from kosimcse.evaluation.sts import StsEvaluator, fmt_number, markdown_table, sts_metrics
+from kosimcse.report import plots
 
-DEFAULT_TASK = "korsts-test"
 DEFAULT_SAMPLE = 300
 # Dropout views cost two more passes per model; alignment is a plain mean over pairs, and a few hundred pin it down.
 DEFAULT_ALIGN_SAMPLE = 128
@@ -42,21 +46,16 @@ class Report:
 def read_metrics(path: Path) -> tuple[list[dict], int]:
     """Records of ``metrics.jsonl`` and the number of unreadable lines (a run killed mid-write leaves one)."""
     records, bad = [], 0
-    if not path.is_file():
-        return records, bad
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                bad += 1
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    for line in filter(str.strip, lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
     return records, bad
 
 
@@ -74,36 +73,27 @@ def sample_lines(path: Path, n: int, seed: int = 0) -> list[str]:
         seen += 1
         if len(reservoir) < n:
             reservoir.append((lineno, text))
-        else:
-            slot = int(rng.integers(0, seen))
-            if slot < n:
-                reservoir[slot] = (lineno, text)
+        elif (slot := int(rng.integers(0, seen))) < n:
+            reservoir[slot] = (lineno, text)
     return [text for _, text in sorted(reservoir)]
 
 
-def _load_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return {}
+def _read_json(path: Path) -> dict:
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise KoSimCSEError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(summary, dict):
+    if not isinstance(value, dict):
         raise KoSimCSEError(f"{path}: expected a JSON object")
-    return summary
+    return value
 
 
-def _exported_model(run_dir: Path, summary: dict) -> Path | None:
-    candidates = [run_dir / "best"]
-    if summary.get("exported"):
-        candidates.insert(0, Path(summary["exported"]))
-    return next((p for p in candidates if p.is_dir()), None)
+def _pick(texts: list[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``texts`` drawn without replacement, in their order."""
+    return [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(n, len(texts)), replace=False))]
 
 
 def _random_pair_cosines(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:
-    from kosimcse.evaluation.similarity import pairwise_cosine
-
     if len(embeddings) < 2:
         return np.empty(0)
     rng = np.random.default_rng(seed)
@@ -112,19 +102,16 @@ def _random_pair_cosines(embeddings: np.ndarray, n: int, seed: int) -> np.ndarra
     return np.asarray(pairwise_cosine(embeddings[left], embeddings[right]))
 
 
-def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = DEFAULT_TASK,
+def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "korsts-test",
                  sample: int = DEFAULT_SAMPLE, align_sample: int = DEFAULT_ALIGN_SAMPLE, queries: int = 5, k: int = 3,
-                 random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto", data_dir=None,
-                 seed: int = 0, progress=None) -> Report:
+                 random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto",
+                 data_dir=None, seed: int = 0, progress=None) -> Report:
     """Read a run folder, embed a bounded amount of text with its exported model (and ``before_model``), measure.
 
-    Encoding is bounded: the ``task`` STS set once per model, ``sample`` (<= 2000) domain sentences
-    once per model, and the first ``align_sample`` of them twice more, with dropout on, for alignment. ``domain_texts``
-    is a text file (one sentence a line) or a list of sentences; by default ``RUN/corpus/sentences.txt``.
-    ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from (summary.json).
+    Per model: the ``task`` STS set once, ``sample`` (<= 2000) lines of the ``domain_texts`` file (default
+    ``RUN/corpus/sentences.txt``) once, and ``align_sample`` of them twice more with dropout on, for alignment.
+    ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from.
     """
-    from kosimcse.report import plots
-
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -133,39 +120,36 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
         raise KoSimCSEError(f"sample must be between 2 and {MAX_SAMPLE}, not {sample}")
     if align_sample < 1:
         raise KoSimCSEError(f"align_sample must be at least 1, not {align_sample}")
-    summary = _load_summary(run_dir)
+    summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     records, bad_lines = read_metrics(run_dir / "metrics.jsonl")
     if not summary and not records:
         raise KoSimCSEError(f"{run_dir} has neither summary.json nor metrics.jsonl: is it a `kosimcse train` output_dir?")
     report = Report(run_dir=run_dir)
     timings: dict[str, float] = {}
-    report.data.update(run_dir=str(run_dir), summary=summary, results=summary.get("results", {}), timings=timings)
+    data = report.data
+    data.update(run_dir=str(run_dir), summary=summary, results=summary.get("results", {}), timings=timings)
     if bad_lines:
         report.notes.append(f"metrics.jsonl: {bad_lines} unreadable line(s) skipped")
     if (run_dir / "corpus" / "stats.json").is_file():
         try:
-            report.data["corpus_stats"] = json.loads((run_dir / "corpus" / "stats.json").read_text(encoding="utf-8"))
-        except ValueError:
+            data["corpus_stats"] = _read_json(run_dir / "corpus" / "stats.json")
+        except KoSimCSEError:
             report.notes.append("corpus/stats.json is not valid JSON; left out")
-    report.data["evaluations"] = [{k: v for k, v in r.items() if k == "step" or k.startswith("eval_")}
-                                  for r in records if "eval_cosine_spearman" in r]
+    data["evaluations"] = [{k: v for k, v in r.items() if k == "step" or k.startswith("eval_")}
+                           for r in records if "eval_cosine_spearman" in r]
     if records:
         report.figures["curves"] = plots.png_bytes(plots.training_curves(records))
 
-    exported = _exported_model(run_dir, summary)
+    candidates = [Path(summary["exported"])] if summary.get("exported") else []
+    exported = next((p for p in candidates + [run_dir / "best"] if p.is_dir()), None)
     if exported is None:
         report.notes.append("no exported model (best/) in the run folder: embedding sections left out")
         return report
-
     if before_model == "base" and not Path("base").exists():
         before_model = summary.get("resolved_model") or summary.get("model")
         if not before_model:
             raise KoSimCSEError(f"--before base: {run_dir}/summary.json does not name the model training started from")
 
-    from kosimcse.data.tasks import load_sts_task
-    from kosimcse.evaluation import geometry
-    from kosimcse.evaluation.similarity import pairwise_cosine
-    from kosimcse.evaluation.sts import sts_metrics
     from kosimcse.inference.encoder import KoSimCSE
 
     start = time.perf_counter()
@@ -175,84 +159,60 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
         # Same pooling, prefix and length as the trained model: the comparison is about the weights.
         models = {"before": KoSimCSE.from_pretrained(
             before_model, pooling=after.pooling, prefix=after.prefix, max_length=after.max_length, device=device,
-            dtype=dtype, prompt_template=after.module.config.prompt_template or None),
-                  "after": after}
+            dtype=dtype, prompt_template=after.module.config.prompt_template or None), **models}
     timings["load_models_s"] = time.perf_counter() - start
-    report.data["models"] = {name: {"path": str(enc.path), "pooling": enc.pooling, "prefix": enc.prefix,
-                                    "max_length": enc.max_length, "dtype": enc.dtype} for name, enc in models.items()}
-    report.data["models"]["after"]["path"] = str(exported)
-    if before_model is not None:
-        report.data["models"]["before"]["path"] = str(before_model)
+    data["models"] = {name: {"path": str(exported if name == "after" else before_model), "pooling": enc.pooling,
+                             "prefix": enc.prefix, "max_length": enc.max_length, "dtype": enc.dtype}
+                      for name, enc in models.items()}
 
-    pairs = list(load_sts_task(task, data_dir=data_dir))
-    sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
-    index = {s: i for i, s in enumerate(sentences)}
-    left = np.array([index[p.sentence1] for p in pairs])
-    right = np.array([index[p.sentence2] for p in pairs])
-    gold = np.array([p.score for p in pairs], dtype=np.float64)
-
+    sts = StsEvaluator.from_task(task, data_dir=data_dir)
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
-    domain: list[str] = []
+    domain = sample_lines(Path(domain_texts), sample, seed=seed) if domain_texts is not None else []
     if domain_texts is not None:
-        if isinstance(domain_texts, (str, Path)):
-            report.data["domain_source"] = str(domain_texts)
-            domain = sample_lines(Path(domain_texts), sample, seed=seed)
-        else:
-            report.data["domain_source"] = "given texts"
-            domain = [t for t in dict.fromkeys(str(t).strip() for t in domain_texts) if t]
-            if len(domain) > sample:
-                keep = np.sort(np.random.default_rng(seed).choice(len(domain), size=sample, replace=False))
-                domain = [domain[i] for i in keep]
+        data["domain_source"] = str(domain_texts)
         if len(domain) < 2:
             report.notes.append(f"domain sample has {len(domain)} sentence(s): domain geometry left out")
             domain = []
-    report.data["domain_sample"] = len(domain)
-    align_texts = [domain[i] for i in sorted(np.random.default_rng(seed + 2).choice(
-        len(domain), size=min(align_sample, len(domain)), replace=False))] if domain else []
+    data["domain_sample"] = len(domain)
+    align_texts = _pick(domain, align_sample, seed + 2)
 
-    sts_metrics_by_model, scatter, histograms, geometry_points, domain_embeddings = {}, {}, {}, {}, {}
+    histograms, domain_embeddings = {}, {}
+    data.update(task=task, sts={}, geometry={})
     for name, encoder in models.items():
-        say(f"{name}: embedding {len(sentences)} {task} sentences")
+        say(f"{name}: embedding {len(sts.sentences)} {task} sentences")
         start = time.perf_counter()
-        embeddings = encoder.encode(sentences, batch_size=batch_size, show_progress=False)
+        embeddings = encoder.encode(sts.sentences, batch_size=batch_size, show_progress=False)
         timings[f"{name}_{task}_s"] = time.perf_counter() - start
-        cosine = np.asarray(pairwise_cosine(embeddings[left], embeddings[right]))
-        sts_metrics_by_model[name] = sts_metrics(embeddings[left], embeddings[right], gold)
-        scatter[name] = (gold, cosine)
-        histograms[name] = (gold, cosine, _random_pair_cosines(embeddings, random_pairs, seed))
-        geometry_points[name] = {task: geometry.sts_geometry(pairs, embeddings=dict(zip(sentences, embeddings)),
-                                                             max_points=MAX_SAMPLE, seed=seed)}
+        left, right = embeddings[sts.left], embeddings[sts.right]
+        data["sts"][name] = sts_metrics(left, right, sts.gold)
+        cosine = np.asarray(pairwise_cosine(left, right))
+        histograms[name] = (sts.gold, cosine, _random_pair_cosines(embeddings, random_pairs, seed))
+        data["geometry"][name] = {task: geometry.sts_geometry(
+            sts.pairs, embeddings=dict(zip(sts.sentences, embeddings)), max_points=MAX_SAMPLE, seed=seed)}
         if domain:
             say(f"{name}: embedding {len(domain)} domain sentences (+ 2 dropout views of {len(align_texts)})")
             start = time.perf_counter()
-            plain = encoder.encode(domain, batch_size=batch_size, show_progress=False)
+            domain_embeddings[name] = encoder.encode(domain, batch_size=batch_size, show_progress=False)
             view1, view2 = geometry.dropout_views(encoder, align_texts, batch_size=batch_size, seed=seed)
             timings[f"{name}_domain_s"] = time.perf_counter() - start
-            geometry_points[name]["domain"] = geometry.corpus_geometry(view1, view2, plain, max_points=MAX_SAMPLE,
-                                                                       seed=seed)
-            domain_embeddings[name] = plain
-    report.data["task"] = task
-    report.data["sts"] = sts_metrics_by_model
-    report.data["geometry"] = geometry_points
-    report.figures["scatter"] = plots.png_bytes(plots.score_scatter(scatter, task=task))
+            data["geometry"][name]["domain"] = geometry.corpus_geometry(
+                view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
+    report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
     report.figures["histograms"] = plots.png_bytes(plots.similarity_histograms(histograms))
-    report.figures["geometry"] = plots.png_bytes(plots.geometry_plot(
-        {name: {d: v for d, v in per.items()} for name, per in geometry_points.items()}))
+    report.figures["geometry"] = plots.png_bytes(plots.geometry_plot(data["geometry"]))
 
     if domain and queries > 0:
-        picks = np.random.default_rng(seed + 1).choice(len(domain), size=min(queries, len(domain)), replace=False)
-        query_texts = [domain[i] for i in sorted(picks)]
-        examples = {}
+        query_texts = _pick(domain, queries, seed + 1)
+        data["neighbours"] = {}
         for name, embeddings in domain_embeddings.items():
-            by_text = dict(zip(domain, embeddings))
-            examples[name] = geometry.nearest_neighbours(lambda texts: np.stack([by_text[t] for t in texts]), domain,
-                                                         query_texts, k=k, text_embeddings=embeddings)
-        report.data["neighbours"] = examples
+            rows = dict(zip(domain, embeddings))
+            data["neighbours"][name] = geometry.nearest_neighbours(
+                lambda texts: np.stack([rows[t] for t in texts]), domain, query_texts, k=k, text_embeddings=embeddings)
     return report
 
 
-# ---- HTML ---------------------------------------------------------------------------------------
+# ---- HTML: each section is (anchor, title, body function); a body of None leaves the section out ----------------
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Malgun Gothic", sans-serif;
@@ -277,24 +237,25 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    return str(value)
+def _cell(value) -> str:
+    """A table cell: numbers right-aligned to 4 significant digits (a collapsed model's values near 0 keep theirs)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"<td class='num'>{_esc(fmt_number(value, '.4g' if abs(value) < 1e4 else ',.0f'))}</td>"
+    return f"<td>{_esc(value)}</td>"
 
 
-def _small(value: float) -> str:
-    """3 decimals, or 3 significant digits near 0, where a collapsed model's values live (-0.000 says nothing)."""
-    return f"{value:.3f}" if value == 0 or abs(value) >= 1e-2 else f"{value:.2e}"
+def _table(rows, header=None, css_class: str = "") -> str:
+    """Rows of values; without ``header``, each row's first value is its header cell."""
+    head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if header else ""
+    cells = ("".join(map(_cell, row)) if header else f"<th>{_esc(row[0])}</th>" + "".join(map(_cell, row[1:]))
+             for row in rows)
+    tag = f"<table class='{css_class}'>" if css_class else "<table>"
+    return tag + head + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
 
 
-def markdown_to_html(text: str) -> str:
-    """Markdown (our metric tables) to HTML with the ``markdown`` package's tables extension."""
-    import markdown
-
-    return markdown.markdown(text, extensions=["tables"])
+def _metric_table(rows: dict) -> str:
+    """``sts.markdown_table`` rendered by the ``markdown`` package's tables extension."""
+    return markdown.markdown(markdown_table(rows), extensions=["tables"])
 
 
 def _img(report: Report, name: str, alt: str) -> str:
@@ -302,117 +263,113 @@ def _img(report: Report, name: str, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
+def _figures(*figures: tuple[str, str, str]):
+    """A section body of ``(figure name, alt text, caption)``; left out when the run has no first figure."""
+    def body(report: Report) -> str | None:
+        if figures[0][0] not in report.figures:
+            return None
+        return "".join(_img(report, name, alt) + (f"<p class='muted'>{caption}</p>" if caption else "")
+                       for name, alt, caption in figures)
+    return body
 
 
-def _key_value_table(rows) -> str:
-    cells = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v))}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
+def _summary_section(report: Report) -> str:
+    data, summary = report.data, report.data.get("summary", {})
+    rows = [(label, summary[key]) for key, label in _SUMMARY_FIELDS if summary.get(key) is not None]
+    rows += [(f"Encoder ({name})", f"{m['path']} | pooling {m['pooling']} | prefix {m['prefix']!r} | "
+                                   f"max_length {m['max_length']} | {m['dtype']}")
+             for name, m in data.get("models", {}).items()]
+    body = _table(rows) if rows else "<p>No summary.json: the run may not have finished.</p>"
+    if data.get("corpus_stats"):
+        body += "<h3>Training corpus (corpus/stats.json)</h3>" + _table(
+            [(k, v) for k, v in data["corpus_stats"].items() if not isinstance(v, (dict, list))])
+    return body
+
+
+def _metrics_section(report: Report) -> str | None:
+    results = report.data.get("results")
+    if not results:
+        return None
+    return ("<p class='muted'>All 8 metrics (Pearson/Spearman x100) of the exported best model, from summary.json.</p>"
+            + "".join(f"<h3>{_esc(task)}</h3>" + _metric_table({"after (best)": m}) for task, m in results.items()))
+
+
+def _before_after_section(report: Report) -> str | None:
+    data, sts = report.data, report.data.get("sts") or {}
+    if len(sts) < 2:
+        return None
+    rows = {**sts, "after - before": {key: sts["after"][key] - sts["before"][key] for key in sts["after"]}}
+    table = re.sub(r"<tr>(\s*<td[^>]*>after - before)", r'<tr class="delta">\1', _metric_table(rows))
+    return (f"<p>{_esc(data['task'])}, both models embedded with the trained model's pooling and prefix. "
+            f"Before: <code>{_esc(data['models']['before']['path'])}</code>.</p>{table}"
+            f"<p class='muted'>Measured by this report ({_esc(data['models']['after']['dtype'])}); "
+            "the tables above come from the run's own evaluation.</p>")
+
+
+def _geometry_section(report: Report) -> str | None:
+    data = report.data
+    if not data.get("geometry"):
+        return None
+    rows = [(name, dataset, v["alignment"], v["uniformity"], v["positive_pairs"], v["points"], v["positives"])
+            for name, per in data["geometry"].items() for dataset, v in per.items()]
+    body = ("<p>Wang &amp; Isola (2020) on L2-normalised embeddings; lower is better for both. Alignment: mean "
+            "squared distance of positive pairs (0-4). Uniformity: log of the mean Gaussian potential "
+            "exp(-2 d<sup>2</sup>) over pairs of distinct sentences (0 = collapsed).</p>"
+            + _table(rows, ("Model", "Data", "Alignment", "Uniformity", "Positive pairs", "Points", "Positives are"))
+            + _img(report, "geometry", "alignment vs uniformity"))
+    if data.get("domain_source"):
+        body += (f"<p class='muted'>Domain sample: {data['domain_sample']} sentences from "
+                 f"{_esc(data['domain_source'])}.</p>")
+    return body
+
+
+def _neighbours_section(report: Report) -> str | None:
+    neighbours = report.data.get("neighbours")
+    if not neighbours:
+        return None
+    body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
+            "left out). Each cell: cosine, then the neighbour.</p>")
+    for examples in zip(*neighbours.values()):  # one query, each model's neighbours side by side
+        rows = itertools.zip_longest(*(e["neighbours"] for e in examples))
+        body += f"<h3>{_esc(examples[-1]['query'])}</h3>" + _table(
+            [[f"{h['score']:.3f}\u00a0\u00a0{h['text']}" if h else "" for h in row] for row in rows], neighbours, "nn")
+    return body
+
+
+# In page order; a new section is one more entry (its title may use the report data's fields, e.g. {task}).
+SECTIONS = [
+    ("summary", "Run summary", _summary_section),
+    ("curves", "Training curves", _figures(("curves", "loss and dev Spearman over steps", ""))),
+    ("metrics", "STS metrics", _metrics_section),
+    ("before-after", "Before / after training", _before_after_section),
+    ("sts-plots", "Predicted similarity on {task}", _figures(
+        ("scatter", "gold score vs cosine",
+         "Black bars: median cosine per gold-score bucket; points jittered horizontally."),
+        ("histograms", "cosine histograms by gold bucket",
+         "Random pairs: two different sentences of the set drawn at random."))),
+    ("geometry", "Alignment and uniformity", _geometry_section),
+    ("neighbours", "Nearest-neighbour examples", _neighbours_section),
+]
 
 
 def render_html(report: Report, title: str | None = None) -> str:
-    from kosimcse.evaluation.sts import markdown_table
-
-    data = report.data
-    summary = data.get("summary", {})
     title = title or f"KoSimCSE report: {report.run_dir.name}"
-    sections: list[tuple[str, str, str]] = []
-
-    rows = [(label, summary[key]) for key, label in _SUMMARY_FIELDS if summary.get(key) is not None]
-    for name, info in data.get("models", {}).items():
-        rows.append((f"Encoder ({name})", f"{info['path']} | pooling {info['pooling']} | prefix {info['prefix']!r} | "
-                                          f"max_length {info['max_length']} | {info['dtype']}"))
-    body = _key_value_table(rows) if rows else "<p>No summary.json: the run may not have finished.</p>"
-    stats = data.get("corpus_stats")
-    if stats:
-        flat = [(k, v) for k, v in stats.items() if not isinstance(v, (dict, list))]
-        body += "<h3>Training corpus (corpus/stats.json)</h3>" + _key_value_table(flat)
-    sections.append(("summary", "Run summary", body))
-
-    if "curves" in report.figures:
-        sections.append(("curves", "Training curves", _img(report, "curves", "loss and dev Spearman over steps")))
-
-    results = data.get("results") or {}
-    if results:
-        body = "<p class='muted'>All 8 metrics (Pearson/Spearman x100) of the exported best model, from summary.json.</p>"
-        for task, metrics in results.items():
-            body += f"<h3>{_esc(task)}</h3>" + markdown_to_html(markdown_table({"after (best)": metrics}))
-        sections.append(("metrics", "STS metrics", body))
-
-    sts = data.get("sts") or {}
-    if len(sts) > 1:
-        table_rows = dict(sts)
-        table_rows["after - before"] = {key: sts["after"][key] - sts["before"][key] for key in sts["after"]}
-        body = (f"<p>{_esc(data['task'])}, both models embedded with the trained model's pooling and prefix. "
-                f"Before: <code>{_esc(data['models']['before']['path'])}</code>.</p>"
-                + re.sub(r"<tr>(\s*<td[^>]*>after - before)", r'<tr class="delta">\1',
-                         markdown_to_html(markdown_table(table_rows)))
-                + f"<p class='muted'>Measured by this report ({_esc(data['models']['after']['dtype'])}); "
-                "the tables above come from the run's own evaluation.</p>")
-        sections.append(("before-after", "Before / after training", body))
-
-    if "scatter" in report.figures:
-        body = (_img(report, "scatter", "gold score vs cosine") +
-                "<p class='muted'>Black bars: median cosine per gold-score bucket; points jittered horizontally.</p>"
-                + _img(report, "histograms", "cosine histograms by gold bucket")
-                + "<p class='muted'>Random pairs: two different sentences of the set drawn at random.</p>")
-        sections.append(("sts-plots", f"Predicted similarity on {data['task']}", body))
-
-    geometry = data.get("geometry") or {}
-    if geometry:
-        columns = ("Model", "Data", "Alignment", "Uniformity", "Positive pairs", "Points", "Positives are")
-        header = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
-        cells = ""
-        for name, per in geometry.items():
-            for dataset, v in per.items():
-                cells += (f"<tr><td>{_esc(name)}</td><td>{_esc(dataset)}</td>"
-                          f"<td class='num'>{_small(v['alignment'])}</td><td class='num'>{_small(v['uniformity'])}</td>"
-                          f"<td class='num'>{v['positive_pairs']}</td><td class='num'>{v['points']}</td>"
-                          f"<td>{_esc(v['positives'])}</td></tr>")
-        body = ("<p>Wang &amp; Isola (2020) on L2-normalised embeddings; lower is better for both. Alignment: mean "
-                "squared distance of positive pairs (0-4). Uniformity: log of the mean Gaussian potential "
-                "exp(-2 d<sup>2</sup>) over pairs of distinct sentences (0 = collapsed).</p>"
-                f"<table>{header}{cells}</table>" + _img(report, "geometry", "alignment vs uniformity"))
-        source = data.get("domain_source")
-        if source:
-            body += f"<p class='muted'>Domain sample: {data['domain_sample']} sentences from {_esc(source)}.</p>"
-        sections.append(("geometry", "Alignment and uniformity", body))
-
-    neighbours = data.get("neighbours") or {}
-    if neighbours:
-        names = list(neighbours)
-        body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
-                "left out). Each cell: cosine, then the neighbour.</p>")
-        for i, example in enumerate(neighbours[names[-1]]):
-            body += f"<h3>{_esc(example['query'])}</h3><table class='nn'><tr>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
-            depth = max(len(neighbours[n][i]["neighbours"]) for n in names)
-            for rank in range(depth):
-                body += "<tr>"
-                for n in names:
-                    hits = neighbours[n][i]["neighbours"]
-                    body += (f"<td>{hits[rank]['score']:.3f} &nbsp; {_esc(hits[rank]['text'])}</td>"
-                             if rank < len(hits) else "<td></td>")
-                body += "</tr>"
-            body += "</table>"
-        sections.append(("neighbours", "Nearest-neighbour examples", body))
-
-    timings = data.get("timings") or {}
-    notes = "".join(f"<p class='note'>{_esc(n)}</p>" for n in report.notes)
-    nav = "<nav>" + "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t, _ in sections) + "</nav>"
-    footer = ("<p class='muted'>Report encoding time: "
-              + ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in timings.items()) + "</p>") if timings else ""
+    sections = [(anchor, heading.format_map(report.data), body) for anchor, heading, render in SECTIONS
+                if (body := render(report)) is not None]
     parts = [f"<h1>{_esc(title)}</h1>", f"<p class='muted'>Run folder: <code>{_esc(report.run_dir)}</code></p>",
-             nav, notes] + [_section(a, t, b) for a, t, b in sections] + [footer]
+             "<nav>" + "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t, _ in sections) + "</nav>",
+             "".join(f"<p class='note'>{_esc(n)}</p>" for n in report.notes)]
+    parts += [f'<section id="{a}"><h2>{_esc(t)}</h2>\n{b}\n</section>' for a, t, b in sections]
+    if timings := report.data.get("timings"):
+        parts.append("<p class='muted'>Report encoding time: "
+                     + ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in timings.items()) + "</p>")
     return ("<!DOCTYPE html>\n<html lang=\"ko\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
 def write_report(run_dir, out=None, before_model=None, domain_texts=None, **options) -> Path:
-    """Write ``out`` (default ``RUN/report.html``): one HTML file with every plot embedded; return its path.
-
-    ``options`` go to :func:`build_report` (task, sample, queries, k, batch_size, device, dtype, data_dir, seed).
-    """
+    """Write ``out`` (default ``RUN/report.html``), one HTML file with every plot embedded; ``options`` go to
+    :func:`build_report`. Returns the path."""
     report = build_report(run_dir, before_model=before_model, domain_texts=domain_texts, **options)
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
