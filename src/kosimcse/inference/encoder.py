@@ -22,8 +22,8 @@ def default_device() -> torch.device:
 
 def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size: int = 65536,
                 use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` corpus rows by cosine per query: ``(scores [q, k], indices [q, k])``, best first. The corpus (maybe a
-    memory-mapped ``.npy``) is scanned in chunks so memory stays bounded; faiss serves in-memory corpora if installed."""
+    """Top-``k`` corpus rows by cosine per query: ``(scores [q, k], indices [q, k])``, best first. The corpus (maybe
+    a memory-mapped ``.npy``) is scanned in chunks so memory stays bounded; faiss serves in-memory ones if installed."""
     from sentence_transformers.util import semantic_search
 
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))

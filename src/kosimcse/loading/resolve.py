@@ -131,9 +131,7 @@ def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
 
 def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
     """A local folder holding loadable weights for ``name_or_path`` (a folder, a Hub id, or ``e5-small-airgap``).
-
-    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code.
-    """
+    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code."""
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if name == AIRGAP_ALIAS:
