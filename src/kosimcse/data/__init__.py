@@ -1,4 +1,1 @@
-"""Data layer: readers of every Korean format, Korean text normalisation and splitting, corpus preparation, task registry.
-
-Nothing here imports torch or the modeling code: the flow only goes forward.
-"""
+"""Data layer: readers, Korean text, corpus preparation, NLI triplets, the eval-set registry (no torch here)."""

@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from kosimcse.data.korean import normalize, split_sentences
-from kosimcse.data.readers import ErrorPolicy, ReadReport, parse_source_spec, read_source
+from kosimcse.data.readers import ErrorPolicy, ReadReport, _files_under, parse_source_spec, read_source
 from kosimcse.data.tasks import DEFAULT_EVAL_SETS
 from kosimcse.data.tasks import eval_sentences as task_sentences
-from kosimcse.errors import KoSimCSEError
+from kosimcse.errors import DataError, KoSimCSEError
+from kosimcse.paths import data_dir as resolve_data_dir
 
 # Kinds whose records are paragraphs or documents and get split into sentences. STS sentences are
 # sentences already, and NSMC reviews (<= 140 chars, informal, often without punctuation) would be
@@ -21,15 +24,14 @@ from kosimcse.errors import KoSimCSEError
 SPLIT_KINDS = frozenset({"kowiki", "petitions", "text", "hf"})
 
 DROP_REASONS = ("empty", "too_short", "too_long", "duplicate", "leaked")
+_COUNTS = ("records", "skipped_bad_rows", "paragraphs_split", "sentences", "kept")
 DEFAULT_MIN_CHARS = 8
 DEFAULT_MAX_CHARS = 256
 
 
 def default_sources(data_dir: str | Path | None = None, seed: bool = True, sts: bool = True,
                     domain: Sequence[str] = ()) -> list[str]:
-    """The seed corpus specs (kowiki, plus KLUE-STS and KorSTS train sentences unless ``sts=False``) and domain specs."""
-    from kosimcse.paths import data_dir as resolve_data_dir
-
+    """The seed corpus specs (kowiki; KLUE-STS and KorSTS train sentences unless ``sts=False``) and domain specs."""
     specs: list[str] = []
     if seed or sts:
         root = resolve_data_dir(data_dir)
@@ -59,11 +61,6 @@ def _source_labels(specs: Sequence[str], data_dir) -> list[tuple[str, str, str]]
     return out
 
 
-def _new_stats(spec: str, kind: str, split: bool) -> dict:
-    return {"spec": spec, "kind": kind, "split": split, "records": 0, "skipped_bad_rows": 0,
-            "paragraphs_split": 0, "sentences": 0, "dropped": dict.fromkeys(DROP_REASONS, 0), "kept": 0}
-
-
 def check_stats(stats: dict) -> None:
     """Assert the bookkeeping identity for every source and the totals: sentences = kept + dropped."""
     for label, s in list(stats["sources"].items()) + [("totals", stats["totals"])]:
@@ -81,56 +78,78 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                    split: bool = True, workers: int = 2, data_dir: str | Path | None = None,
                    eval_sentences: Iterable[str] | None = None, errors: ErrorPolicy = "raise",
                    progress: bool = True) -> dict:
-    """Read ``sources`` (specs as in ``read_source``; None = ``default_sources(data_dir)``) into
-    ``out_dir/sentences.txt`` (one sentence per line) and ``out_dir/stats.json``; return the stats.
-
-    Per record: normalise; split into sentences (paragraph kinds only, see ``SPLIT_KINDS``, and only
-    if ``split``); then per sentence, in order: empty, too_short (< ``min_chars``), too_long
-    (> ``max_chars``), duplicate (exact, across all sources, first one kept), leaked (equal to a sentence
-    of ``eval_sentences``, or else of ``eval_sets`` as the evaluator reads them for ``data_dir``, see
-    ``kosimcse.data.tasks.task_path``). A record that is
-    empty after normalisation counts as one empty sentence, so ``sentences == kept + sum(dropped)``.
-    Bad rows a reader skipped (``errors="skip"``) are counted as ``skipped_bad_rows``, outside that sum.
-    """
+    """Read ``sources`` (``read_source`` specs; None: ``default_sources``) into ``out_dir/sentences.txt`` and
+    ``stats.json``; return the stats. Per record: normalise, split (``SPLIT_KINDS``, if ``split``); per sentence,
+    in order: empty, too_short, too_long, duplicate (across sources), leaked (in ``eval_sentences``, else in
+    ``eval_sets`` as the evaluator reads them). ``sentences == kept + sum(dropped)``; rows a reader skipped
+    are ``skipped_bad_rows``."""
     if min_chars < 0 or max_chars < max(1, min_chars):
         raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
     start = time.perf_counter()
     if sources is None:
         sources = default_sources(data_dir)
+    eval_set_list = list(eval_sets) if eval_sentences is None else ["(given)"]
     if eval_sentences is None:
-        eval_set_list = list(eval_sets)
         eval_sentences = task_sentences(eval_set_list, data_dir)
-    else:
-        eval_set_list = ["(given)"]
     guard = {normalize(s) for s in eval_sentences} - {""}
     if data_dir is None:  # relative specs such as "domain/nsmc/raw" may name paths under the default data dir
-        from kosimcse.paths import data_dir as resolve_data_dir
-
         data_dir = resolve_data_dir(None, must_exist=False)
     labelled = _source_labels(sources, data_dir)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / "sentences.txt"
-    tmp = out_dir / "sentences.txt.partial"
+    final, tmp = out_dir / "sentences.txt", out_dir / "sentences.txt.partial"
     seen: set[bytes] = set()  # 16-byte digests: a million sentences cost ~100 MB less than the strings
+
+    def drop_reason(sentence: str) -> str | None:
+        if not sentence:
+            return "empty"
+        if len(sentence) < min_chars:
+            return "too_short"
+        if len(sentence) > max_chars:
+            return "too_long"
+        digest = hashlib.blake2b(sentence.encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
+            return "duplicate"
+        seen.add(digest)
+        return "leaked" if sentence in guard else None
+
     per_source: dict[str, dict] = {}
     try:
-        _write_sentences(tmp, labelled, per_source, seen, guard, split, workers, data_dir, errors, progress,
-                         min_chars, max_chars)
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            for label, kind, target in labelled:
+                do_split = split and kind in SPLIT_KINDS
+                st = per_source[label] = {"spec": f"{kind}:{target}", "kind": kind, "split": do_split, "records": 0,
+                                          "skipped_bad_rows": 0, "paragraphs_split": 0, "sentences": 0,
+                                          "dropped": dict.fromkeys(DROP_REASONS, 0), "kept": 0}
+                report = ReadReport()
+                records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
+                # A bar with an end: the source's bytes, advanced by the text each record carries (markup and
+                # other columns are not counted, so it jumps to the end when the source is done).
+                bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
+                           unit_divisor=1024, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+                for sentence in _sentences(records, st, do_split, workers, bar):
+                    st["sentences"] += 1
+                    reason = drop_reason(sentence)
+                    if reason:
+                        st["dropped"][reason] += 1
+                    else:
+                        st["kept"] += 1
+                        out.write(sentence + "\n")
+                if bar.total and bar.n < bar.total:
+                    bar.update(bar.total - bar.n)
+                bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
+                bar.close()
+                st["skipped_bad_rows"] = report.skipped
+                if report.examples:
+                    st["skip_examples"] = report.examples[:5]
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a half corpus that looks usable
         raise
     os.replace(tmp, final)
 
-    totals = _new_stats("", "", split)
-    for key in ("spec", "kind", "split"):
-        totals.pop(key)
-    for st in per_source.values():
-        for key in ("records", "skipped_bad_rows", "paragraphs_split", "sentences", "kept"):
-            totals[key] += st[key]
-        for reason in DROP_REASONS:
-            totals["dropped"][reason] += st["dropped"][reason]
+    totals = {key: sum(s[key] for s in per_source.values()) for key in _COUNTS}
+    totals["dropped"] = {r: sum(s["dropped"][r] for s in per_source.values()) for r in DROP_REASONS}
     stats = {
         "sources": per_source,
         "totals": totals,
@@ -144,49 +163,8 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     return stats
 
 
-def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: set, split: bool, workers: int,
-                     data_dir, errors: ErrorPolicy, progress: bool, min_chars: int, max_chars: int) -> None:
-    from tqdm import tqdm
-
-    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-        for label, kind, target in labelled:
-            do_split = split and kind in SPLIT_KINDS
-            st = per_source[label] = _new_stats(f"{kind}:{target}", kind, do_split)
-            report = ReadReport()
-            records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
-            # A bar with an end: the source's bytes, advanced by the text each record carries (markup, labels
-            # and other columns are not counted, so it jumps to the end when the source is done).
-            bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
-                       unit_divisor=1024, disable=not progress, mininterval=1.0, dynamic_ncols=True)
-            for pieces in _sentences(records, st, do_split, workers, bar):
-                if not pieces:
-                    st["sentences"] += 1
-                    st["dropped"]["empty"] += 1
-                    continue
-                for sentence in pieces:
-                    st["sentences"] += 1
-                    reason = _filter(sentence, min_chars, max_chars, seen, guard)
-                    if reason:
-                        st["dropped"][reason] += 1
-                    else:
-                        st["kept"] += 1
-                        out.write(sentence + "\n")
-                if st["records"] % 1000 == 0:
-                    bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
-            if bar.total and bar.n < bar.total:
-                bar.update(bar.total - bar.n)
-            bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
-            bar.close()
-            st["skipped_bad_rows"] = report.skipped
-            if report.examples:
-                st["skip_examples"] = report.examples[:5]
-
-
 def _source_bytes(kind: str, target: str) -> int | None:
     """Size of a local source on disk (the progress bar's total); None for Hub datasets and unreadable paths."""
-    from kosimcse.data.readers import _files_under
-    from kosimcse.errors import DataError
-
     if kind == "hf":
         return None
     try:
@@ -195,54 +173,31 @@ def _source_bytes(kind: str, target: str) -> int | None:
         return None
 
 
-def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator[list[str]]:
-    """Normalised sentences per record (an empty list for a record with no text)."""
+def _sentences(records, st: dict, do_split: bool, workers: int, bar) -> Iterator[str]:
+    """Normalised sentences of the records; a record with no text gives one empty sentence, to be counted."""
 
-    def normalized():
+    def texts():
         for rec in records:
             st["records"] += 1
             bar.update(len(rec.text.encode("utf-8")) + 1)
-            yield normalize(rec.text)
-
-    if not do_split:
-        for text in normalized():
-            yield [text] if text else []
-        return
-
-    def counted():
-        for text in normalized():
-            if text:
-                st["paragraphs_split"] += 1
+            if st["records"] % 1000 == 0:
+                bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
+            text = normalize(rec.text)
+            st["paragraphs_split"] += bool(text and do_split)
             yield text
 
-    for pieces in split_sentences(counted(), workers=workers):
-        yield [p for p in (normalize(s) for s in pieces) if p]
-
-
-def _filter(sentence: str, min_chars: int, max_chars: int, seen: set[bytes], guard: set[str]) -> str | None:
-    if len(sentence) < min_chars:
-        return "too_short"
-    if len(sentence) > max_chars:
-        return "too_long"
-    digest = hashlib.blake2b(sentence.encode("utf-8"), digest_size=16).digest()
-    if digest in seen:
-        return "duplicate"
-    seen.add(digest)
-    if sentence in guard:
-        return "leaked"
-    return None
+    if not do_split:
+        yield from texts()
+        return
+    for pieces in split_sentences(texts(), workers=workers):
+        yield from [s for s in map(normalize, pieces) if s] or [""]
 
 
 def format_stats_table(stats: dict) -> str:
     """A plain-text table of the per-source stats and totals (also used as markdown by the benchmark)."""
     cols = ["records", "skipped_bad_rows", "sentences", *DROP_REASONS, "kept"]
-    header = ["source", *cols]
-    rows = [[label, *(_get(s, c) for c in cols)] for label, s in stats["sources"].items()]
-    rows.append(["total", *(_get(stats["totals"], c) for c in cols)])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
+    rows = [[label, *(s["dropped"][c] if c in DROP_REASONS else s[c] for c in cols)]
+            for label, s in [*stats["sources"].items(), ("total", stats["totals"])]]
+    lines = ["| " + " | ".join(["source", *cols]) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
     lines += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _get(s: dict, col: str) -> int:
-    return s["dropped"][col] if col in DROP_REASONS else s[col]

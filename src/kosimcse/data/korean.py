@@ -37,21 +37,13 @@ def _kiwi(workers: int):
 
 
 def split_sentences(paragraphs: Iterable[str], workers: int = 2, batch_size: int = 512) -> Iterator[list[str]]:
-    """Split each paragraph into sentences with ``Kiwi.split_into_sents``; one list per paragraph, in order.
-
-    Paragraphs are handed to kiwi ``batch_size`` at a time: kiwi spreads a batch over ``workers``
-    threads and returns results in input order, while the batching keeps memory bounded for a
-    stream of any length. An empty or blank paragraph gives an empty list.
-    """
+    """Split each paragraph into sentences with ``Kiwi.split_into_sents``; one list per paragraph, in order
+    (empty for a blank one). Batches of ``batch_size`` keep memory bounded; kiwi spreads each over ``workers``."""
     kiwi = _kiwi(max(1, int(workers)))
     it = iter(paragraphs)
-    while True:
-        batch = list(islice(it, batch_size))
-        if not batch:
-            return
+    while batch := list(islice(it, batch_size)):
         todo = [i for i, p in enumerate(batch) if p and p.strip()]
         results: list[list[str]] = [[] for _ in batch]
-        if todo:
-            for i, sents in zip(todo, kiwi.split_into_sents([batch[i] for i in todo])):
-                results[i] = [s.text.strip() for s in sents if s.text.strip()]
+        for i, sents in zip(todo, kiwi.split_into_sents([batch[i] for i in todo]) if todo else []):
+            results[i] = [s.text.strip() for s in sents if s.text.strip()]
         yield from results

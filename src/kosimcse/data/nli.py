@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from kosimcse.data.records import NliPair, NliTriplet
 
@@ -23,18 +23,12 @@ class TripletReport:
         return self.premises - self.premises_with_both
 
     def as_dict(self) -> dict:
-        return {"premises": self.premises, "premises_with_both": self.premises_with_both,
-                "premises_lacking": self.premises_lacking, "lacking_entailment": self.lacking_entailment,
-                "lacking_contradiction": self.lacking_contradiction, "triplets": self.triplets}
+        return {**asdict(self), "premises_lacking": self.premises_lacking}
 
 
 def build_triplets(pairs: Iterable[NliPair], report: TripletReport | None = None) -> list[NliTriplet]:
-    """One triplet per entailment hypothesis, its negative a contradiction of the same premise.
-
-    When a premise has several contradictions they are used in turn (round robin), so each is used
-    before any repeats; premises without both labels give no triplet and are counted in ``report``.
-    Output follows the order in which premises first appear.
-    """
+    """One triplet per entailment hypothesis, its negative a contradiction of the same premise (used in turn, so
+    each is used before any repeats), in order of first appearance; premises lacking a label count in ``report``."""
     report = report if report is not None else TripletReport()
     by_premise: dict[str, tuple[list[str], list[str]]] = {}
     for pair in pairs:

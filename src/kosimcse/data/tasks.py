@@ -1,8 +1,4 @@
-"""The one registry of STS evaluation sets: which exist, and which file each is read from for a data folder.
-
-The evaluator, the corpus leakage guard and the STS training refusal all resolve files through
-``task_path``, so the guard removes exactly the sentences the evaluation scores on.
-"""
+"""The one registry of STS evaluation sets; evaluator, leakage guard and STS training refusal all use ``task_path``."""
 
 from __future__ import annotations
 
@@ -13,9 +9,11 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from kosimcse.data.readers import read_klue_sts_csv, read_klue_sts_json, read_korsts
+from kosimcse.data.readers import read_klue_sts_csv, read_klue_sts_json, read_korsts, sts_reader
 from kosimcse.data.records import StsPair
 from kosimcse.errors import KoSimCSEError
+from kosimcse.paths import DATA_ENV
+from kosimcse.paths import data_dir as default_data_dir
 
 Reader = Callable[[Path], Iterator[StsPair]]
 
@@ -33,18 +31,27 @@ class StsTask:
     description: str = ""
 
 
-_TASKS: dict[str, StsTask] = {}
+_TASKS: dict[str, StsTask] = {task.name: task for task in (
+    StsTask("korsts-dev", read_korsts, "sts-dev.tsv", "korsts/sts-dev.tsv",
+            description="KorSTS dev, 1,500 pairs (human-translated STS-B)"),
+    StsTask("korsts-test", read_korsts, "sts-test.tsv", "korsts/sts-test.tsv",
+            description="KorSTS test, 1,379 pairs (human-translated STS-B)"),
+    StsTask("klue-sts-dev", read_klue_sts_json, "klue-sts-v1.1_dev.json", "klue-sts/klue-sts-v1.1_dev.json",
+            description="KLUE-STS v1.1 dev, 519 pairs (gold = real-label, 0-5)"),
+    # The same 519 pairs as exported to CSV; not embedded, so it needs a data folder.
+    StsTask("klue-sts-dev-csv", read_klue_sts_csv, None, "klue-sts/klue_sts_val.csv",
+            description="KLUE-STS dev as the CSV export (data folder only)"),
+)}
 
-
-def _embedded_dir() -> Path:
-    return Path(str(resources.files("kosimcse") / "resources" / "sts"))
+# The sets the leakage guard removes from a training corpus unless told otherwise.
+DEFAULT_EVAL_SETS = ("korsts-dev", "korsts-test", "klue-sts-dev")
 
 
 def register_sts_task(name: str, path: str | os.PathLike, reader: Reader | str = "auto", description: str = "") -> None:
-    """Add (or replace) a task read from ``path`` with ``reader``: a function, or ``korsts``/``klue-json``/``klue-csv``/``auto``."""
+    """Add (or replace) a task read from ``path`` with ``reader``: a function, or a name for ``sts_reader``."""
     path = Path(path)
     if isinstance(reader, str):
-        reader = _reader_for(path, reader)
+        reader = sts_reader(path, reader)
     _TASKS[name] = StsTask(name, reader, path=path, description=description or str(path))
     _load_cached.cache_clear()
 
@@ -54,36 +61,6 @@ def unregister_sts_task(name: str) -> None:
     if name in _TASKS and _TASKS[name].path is not None:
         del _TASKS[name]
         _load_cached.cache_clear()
-
-
-def _reader_for(path: Path, kind: str) -> Reader:
-    readers = {"korsts": read_korsts, "klue-json": read_klue_sts_json, "klue-csv": read_klue_sts_csv}
-    if kind == "auto":
-        kind = {".tsv": "korsts", ".json": "klue-json", ".csv": "klue-csv"}.get(path.suffix.lower(), "")
-        if not kind:
-            raise KoSimCSEError(f"cannot tell the STS format of {path}; pass reader='korsts', 'klue-json' or 'klue-csv'")
-    if kind not in readers:
-        raise KoSimCSEError(f"unknown STS reader {kind!r}; choose one of {', '.join(readers)}")
-    return readers[kind]
-
-
-def _register_builtin() -> None:
-    _TASKS["korsts-dev"] = StsTask("korsts-dev", read_korsts, "sts-dev.tsv", "korsts/sts-dev.tsv",
-                                   description="KorSTS dev, 1,500 pairs (human-translated STS-B)")
-    _TASKS["korsts-test"] = StsTask("korsts-test", read_korsts, "sts-test.tsv", "korsts/sts-test.tsv",
-                                    description="KorSTS test, 1,379 pairs (human-translated STS-B)")
-    _TASKS["klue-sts-dev"] = StsTask("klue-sts-dev", read_klue_sts_json, "klue-sts-v1.1_dev.json",
-                                     "klue-sts/klue-sts-v1.1_dev.json",
-                                     description="KLUE-STS v1.1 dev, 519 pairs (gold = real-label, 0-5)")
-    # The same 519 pairs as exported to CSV; not embedded, so it needs a data folder.
-    _TASKS["klue-sts-dev-csv"] = StsTask("klue-sts-dev-csv", read_klue_sts_csv, None, "klue-sts/klue_sts_val.csv",
-                                         description="KLUE-STS dev as the CSV export (data folder only)")
-
-
-_register_builtin()
-
-# The sets the leakage guard removes from a training corpus unless told otherwise.
-DEFAULT_EVAL_SETS = ("korsts-dev", "korsts-test", "klue-sts-dev")
 
 
 def list_tasks() -> list[str]:
@@ -98,31 +75,21 @@ def task_info(name: str) -> StsTask:
         raise KoSimCSEError(f"unknown STS task {name!r}; known tasks: {', '.join(_TASKS)}") from None
 
 
-def _chosen_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """A data folder the user named (option, else ``$KOSIMCSE_DATA_DIR``); the guessed default does not count."""
-    from kosimcse.paths import DATA_ENV
-
-    chosen = data_dir or os.environ.get(DATA_ENV)
-    return Path(chosen) if chosen else None
-
-
 def task_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """The file a task reads, the one rule for evaluation and leakage guard alike: a pinned path; else the
-    copy in the chosen data folder (``data_dir``, else ``$KOSIMCSE_DATA_DIR``) when it holds one; else the
-    embedded copy; else the file in the chosen or default data folder."""
+    """The file a task reads, for evaluation and leakage guard alike: a pinned path; else the copy in the chosen
+    data folder (``data_dir``, else ``$KOSIMCSE_DATA_DIR``; the guessed default does not count) when it holds
+    one; else the embedded copy; else the file in the chosen or default data folder."""
     task = task_info(name)
     if task.path is not None:
         return task.path
-    chosen = _chosen_data_dir(data_dir)
+    chosen = data_dir or os.environ.get(DATA_ENV)
+    chosen = Path(chosen) if chosen else None
     if chosen is not None and task.relative and (chosen / task.relative).is_file():
         return chosen / task.relative
-    if task.embedded:
-        embedded = _embedded_dir() / task.embedded
-        if embedded.is_file():
-            return embedded
+    embedded = Path(str(resources.files("kosimcse") / "resources" / "sts")) / (task.embedded or "")
+    if task.embedded and embedded.is_file():
+        return embedded
     if task.relative:
-        from kosimcse.paths import data_dir as default_data_dir
-
         return (chosen if chosen is not None else default_data_dir()) / task.relative
     raise KoSimCSEError(f"STS task {name!r} has no file")
 
@@ -151,9 +118,5 @@ def load_sts_task(name: str, data_dir: str | os.PathLike | None = None) -> list[
 def eval_sentences(names: Iterable[str] | None = None, data_dir: str | os.PathLike | None = None) -> set[str]:
     """Every sentence of the given tasks (default ``DEFAULT_EVAL_SETS``), as the evaluator reads them for
     ``data_dir``: what the leakage guard keeps out of a training corpus."""
-    sentences: set[str] = set()
-    for name in (DEFAULT_EVAL_SETS if names is None else names):
-        for pair in load_sts_task(name, data_dir):
-            sentences.add(pair.sentence1)
-            sentences.add(pair.sentence2)
-    return sentences
+    return {s for name in (DEFAULT_EVAL_SETS if names is None else names)
+            for pair in load_sts_task(name, data_dir) for s in (pair.sentence1, pair.sentence2)}
