@@ -14,7 +14,7 @@ SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰�
              "비행기가 이륙하고 있다.", "한 여자가 피아노를 연주한다."] * 4
 
 
-def run(tmp_path, name, lr, **extra):
+def run(tmp_path, name, lr, resume=None, **extra):
     model_dir = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
     train_file = tmp_path / "sentences.txt"
     train_file.write_text("\n".join(SENTENCES), encoding="utf-8")
@@ -22,7 +22,7 @@ def run(tmp_path, name, lr, **extra):
         model_name_or_path=str(model_dir), train_file=str(train_file), output_dir=str(tmp_path / name), pooler="avg",
         learning_rate=lr, per_device_train_batch_size=8, max_steps=4, eval_steps=2, save_steps=2, warmup_steps=0,
         eval_on_start=True, report_to=[], disable_tqdm=True, report_tasks=["korsts-dev"], seed=3, max_grad_norm=0.0) | extra)
-    return model_dir, train(margs, dargs, targs)
+    return model_dir, train(margs, dargs, targs, resume_from_checkpoint=resume)
 
 
 def test_a_run_that_hurts_dev_keeps_the_starting_weights(tmp_path):
@@ -57,6 +57,14 @@ def test_selection_tolerance_exports_the_most_trained_checkpoint_within_it(tmp_p
         assert torch.equal(chosen["encoder." + name], tensor), name
     records = [json.loads(line) for line in (tmp_path / "tolerant" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "eval_selection_score" in r] == [0, 2, 4]
+
+
+def test_a_resumed_tolerant_run_reads_the_start_score_from_its_checkpoint(tmp_path):
+    """Resumed, the run no longer evaluates the start itself; its checkpoint's log history holds that score."""
+    _, first = run(tmp_path, "tolerant", lr=5.0, selection_tolerance=1000.0)
+    _, again = run(tmp_path, "tolerant", lr=5.0, selection_tolerance=1000.0,
+                   resume=str(tmp_path / "tolerant" / "checkpoint-2"))
+    assert again["best_checkpoint"].endswith("checkpoint-4") and again["best_metric"] == first["best_metric"]
 
 
 def test_selection_tolerance_still_keeps_the_start_when_every_checkpoint_falls_below_it(tmp_path):

@@ -258,30 +258,30 @@ def test_objective_and_loss_must_fit():
 
 def test_sts_training_refuses_evaluation_files(tmp_path):
     from kosimcse.training.args import DataArguments
-    from kosimcse.training.run import _read_sts_pairs
+    from kosimcse.training.data import read_sts_pairs
 
     val = tmp_path / "klue_sts_val.csv"
     val.write_text("sentence1,sentence2,label\n가,나,3.0\n", encoding="utf-8")
     with pytest.raises(KoSimCSEError, match="evaluation set"):
-        _read_sts_pairs(DataArguments(sts_files=[str(val)], data_dir=str(tmp_path)))
+        read_sts_pairs(DataArguments(sts_files=[str(val)], data_dir=str(tmp_path)))
     train = tmp_path / "klue_sts_train.csv"
     train.write_text("sentence1,sentence2,label\n가,나,3.0\n", encoding="utf-8")
-    assert [p.score for p in _read_sts_pairs(DataArguments(sts_files=[str(train)], data_dir=str(tmp_path)))] == [3.0]
+    assert [p.score for p in read_sts_pairs(DataArguments(sts_files=[str(train)], data_dir=str(tmp_path)))] == [3.0]
 
 
 def test_sts_training_refuses_the_files_the_evaluator_reads(tmp_path, monkeypatch):
     """A registered eval set is refused by its file, whatever its name; the registry says which file that is."""
     from kosimcse.data import tasks
     from kosimcse.training.args import DataArguments
-    from kosimcse.training.run import _read_sts_pairs
+    from kosimcse.training.data import read_sts_pairs
 
     monkeypatch.setattr(tasks, "_TASKS", dict(tasks._TASKS))
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("sentence1,sentence2,label\n가,나,3.0\n", encoding="utf-8")
-    assert len(_read_sts_pairs(DataArguments(sts_files=[str(pairs)], data_dir=str(tmp_path)))) == 1
+    assert len(read_sts_pairs(DataArguments(sts_files=[str(pairs)], data_dir=str(tmp_path)))) == 1
     tasks.register_sts_task("my-held-out", pairs)
     with pytest.raises(KoSimCSEError, match="evaluation set"):
-        _read_sts_pairs(DataArguments(sts_files=[str(pairs)], data_dir=str(tmp_path)))
+        read_sts_pairs(DataArguments(sts_files=[str(pairs)], data_dir=str(tmp_path)))
 
 
 # ---- SimCSE + MLM auxiliary ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 @pytest.mark.parametrize("tokens, expected", [
     (["--prefix", "query: "], {"prefix": "query: "}),  # YAML would read this as the mapping {"query": None}
     (["--prefix=query: "], {"prefix": "query: "}),
+    (["--output-dir=runs/my-run"], {"output_dir": "runs/my-run"}),  # only the key's dashes become underscores
     (["--prefix", "true"], {"prefix": "true"}),  # a string field takes the word as typed
     (["--prompt_template", "[X] 는 [MASK] 뜻이다: "], {"prompt_template": "[X] 는 [MASK] 뜻이다: "}),
     (["--bf16"], {"bf16": True}),

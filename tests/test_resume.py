@@ -194,15 +194,15 @@ def test_resume_skips_a_truncated_newest_checkpoint(tiny, uninterrupted, tmp_pat
 
 def test_explicit_damaged_checkpoint_is_refused(uninterrupted, tmp_path):
     from kosimcse.errors import KoSimCSEError
-    from kosimcse.training.run import _checkpoint_to_resume
+    from kosimcse.training.checkpoints import resume_checkpoint
 
     straight, _ = uninterrupted
     _copy_checkpoints(straight, tmp_path / "run", [SAVE_EVERY])
     ckpt = tmp_path / "run" / f"checkpoint-{SAVE_EVERY}"
     (ckpt / "trainer_state.json").unlink()
     with pytest.raises(KoSimCSEError, match="trainer_state.json is missing"):
-        _checkpoint_to_resume(str(ckpt), str(tmp_path / "run"))
-    assert _checkpoint_to_resume(True, str(tmp_path / "run")) is None  # nothing intact: start afresh
+        resume_checkpoint(str(ckpt), str(tmp_path / "run"))
+    assert resume_checkpoint(True, str(tmp_path / "run")) is None  # nothing intact: start afresh
 
 
 def test_crash_while_saving_leaves_no_checkpoint_folder(tiny, uninterrupted, tmp_path, monkeypatch):

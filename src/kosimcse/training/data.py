@@ -1,121 +1,153 @@
-"""Training data: memory-mapped ``datasets`` tables of sentences, NLI triplets or scored STS pairs, and the collator.
-
-The collator tokenises once per batch (dynamic padding) and lays the views out as
-``[batch, views, length]``: unsupervised views are the same tokens twice (dropout makes them differ;
-ESimCSE repeats some words of the second), supervised views are (anchor, entailment, contradiction),
-STS views are (sentence1, sentence2) with the gold ``scores`` beside them.
-"""
+"""Training data: ``datasets`` tables of sentences, NLI triplets or scored STS pairs, and the collator that lays the
+views out as ``[batch, views, length]``."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import torch
+from transformers import DataCollatorForLanguageModeling
 
+from kosimcse.data import readers
+from kosimcse.data.corpus import default_sources, prepare_corpus
+from kosimcse.data.nli import build_triplets
+from kosimcse.data.tasks import DEFAULT_EVAL_SETS, task_files
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.objectives import encode_batch
+from kosimcse.paths import data_dir
+
+# The kind of example each objective's data gives the loss (``losses.INPUTS``: sentence views per example).
+OBJECTIVES = {"unsup": "sentences", "esimcse": "sentences", "sup": "triplets", "sts": "scored_pairs"}
 
 
-def sentence_dataset(path: str | Path, cache_dir: str | Path | None = None, limit: int | None = None, seed: int = 42):
+def sentence_dataset(path: str | Path):
     """A one-column (``text``) Arrow dataset over a sentences file, memory-mapped so millions of lines fit."""
-    import datasets
-
     path = Path(path)
     if not path.exists():
         raise KoSimCSEError(f"training file not found: {path} (run `kosimcse prepare` first)")
     if path.stat().st_size == 0:
         raise KoSimCSEError(f"training file is empty: {path}")
-    ds = datasets.load_dataset("text", data_files=str(path), split="train",
-                               cache_dir=str(cache_dir) if cache_dir else None)
-    ds = ds.filter(lambda row: bool(row["text"].strip()))
-    if limit is not None and limit < len(ds):
-        ds = ds.shuffle(seed=seed).select(range(limit))
-    return ds
+    ds = datasets.load_dataset("text", data_files=str(path), split="train")
+    return ds.filter(lambda row: bool(row["text"].strip()))
 
 
-def triplet_dataset(triplets, limit: int | None = None, seed: int = 42):
-    """Arrow dataset of (anchor, positive, negative) from ``NliTriplet`` records."""
-    rows = {"anchor": [], "positive": [], "negative": []}
-    for t in triplets:
-        rows["anchor"].append(t.anchor)
-        rows["positive"].append(t.positive)
-        rows["negative"].append(t.negative)
-    return _table(rows, limit, seed, "no NLI triplets: the file has no premise with both an entailment and a contradiction")
+def triplet_dataset(triplets):
+    """(anchor, positive, negative) from ``NliTriplet`` records."""
+    return datasets.Dataset.from_dict({k: [getattr(t, k) for t in triplets]
+                                       for k in ("anchor", "positive", "negative")})
 
 
-def sts_pair_dataset(pairs, limit: int | None = None, seed: int = 42):
-    """Arrow dataset of (anchor, positive, score) from ``StsPair`` records (score on the 0-5 scale)."""
-    rows = {"anchor": [], "positive": [], "score": []}
-    for p in pairs:
-        rows["anchor"].append(p.sentence1)
-        rows["positive"].append(p.sentence2)
-        rows["score"].append(float(p.score))
-    return _table(rows, limit, seed, "no STS training pairs were read")
+def sts_pair_dataset(pairs):
+    """(anchor, positive, score) from ``StsPair`` records (score on the 0-5 scale)."""
+    return datasets.Dataset.from_dict({"anchor": [p.sentence1 for p in pairs], "positive": [p.sentence2 for p in pairs],
+                                       "score": [p.score for p in pairs]})
 
 
-def _table(rows: dict[str, list], limit: int | None, seed: int, empty_message: str):
-    """Columns -> Arrow dataset, optionally a seeded random subset of ``limit`` rows."""
-    import datasets
+def build_train_dataset(dargs, targs):
+    """The training examples of ``dargs.objective`` (``DataArguments``): a seeded random subset when limited."""
+    kind, limit = OBJECTIVES.get(dargs.objective), dargs.max_train_sentences
+    if kind == "sentences":
+        ds = sentence_dataset(dargs.train_file or _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus"))
+    elif kind == "triplets":
+        ds = triplet_dataset(read_triplets(dargs))
+    elif kind == "scored_pairs":
+        ds = sts_pair_dataset(read_sts_pairs(dargs))
+    else:
+        raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {dargs.objective!r}")
+    return ds.shuffle(seed=targs.seed).select(range(limit)) if limit is not None and limit < len(ds) else ds
 
-    if not next(iter(rows.values())):
-        raise KoSimCSEError(empty_message)
-    ds = datasets.Dataset.from_dict(rows)
-    if limit is not None and limit < len(ds):
-        ds = ds.shuffle(seed=seed).select(range(limit))
-    return ds
+
+def read_sts_pairs(dargs) -> list:
+    """KorSTS train + KLUE-STS train by default; a file the evaluator reads, or named dev/test/val, is refused."""
+    files = [Path(f) for f in dargs.sts_files]
+    if not files:  # the data folder is looked for only when no file is named
+        root = data_dir(dargs.data_dir)
+        files = [root / "korsts" / "sts-train.tsv", root / "klue-sts" / "klue_sts_train.csv"]
+    held_out = task_files(dargs.data_dir)
+    pairs = []
+    for path in files:
+        words = set(re.split(r"[_\-.]", path.stem.lower()))
+        if path.resolve() in held_out or {"dev", "test", "val", "validation"} & words:
+            raise KoSimCSEError(f"{path} is an evaluation set; STS training reads train files only")
+        pairs.extend({".tsv": readers.read_korsts, ".json": readers.read_klue_sts_json}.get(
+            path.suffix, readers.read_klue_sts_csv)(path))
+    if not pairs:
+        raise KoSimCSEError("no STS training pairs were read")
+    return pairs
+
+
+def read_triplets(dargs) -> list:
+    """(anchor, entailment, contradiction) triplets from the NLI training file (KLUE-NLI by default)."""
+    path = Path(dargs.nli_file or data_dir(dargs.data_dir) / "nli/klue-nli-train-dacon/benchmark_train_data.csv")
+    if path.suffix == ".csv":
+        pairs = readers.read_klue_nli_dacon_csv(path, split="train")  # the dev rows never enter training
+    else:
+        pairs = (readers.read_klue_nli_json if path.suffix == ".json" else readers.read_xnli_tsv)(path)
+    triplets = build_triplets(list(pairs))
+    if not triplets:
+        raise KoSimCSEError("no NLI triplets: the file has no premise with both an entailment and a contradiction")
+    return triplets
+
+
+def _prepare_default_corpus(dargs, out_dir: Path) -> Path:
+    """Prepare the corpus the recipe names (seed and/or domain sources) once, into the run folder."""
+    target = out_dir / "sentences.txt"
+    if not target.exists():
+        specs = default_sources(dargs.data_dir, seed=dargs.prepare_seed, sts=dargs.prepare_sts,
+                                domain=list(dargs.prepare_sources))
+        # The sets this run evaluates on are guarded too, even custom ones.
+        guarded = tuple(dict.fromkeys([*DEFAULT_EVAL_SETS, dargs.eval_task, *dargs.report_tasks]))
+        prepare_corpus(specs, out_dir=out_dir, eval_sets=guarded, data_dir=dargs.data_dir)
+    return target
 
 
 @dataclass
 class ContrastiveCollator:
-    """Batch -> ``input_ids``/``attention_mask`` of shape ``[batch, views, length]`` (+ MLM inputs if asked)."""
+    """Examples -> ``input_ids``/``attention_mask`` of ``[batch, views, length]`` (+ MLM inputs if asked).
+
+    Unsupervised views are the same tokens twice (dropout makes them differ; ESimCSE repeats some words of the
+    second), supervised ones (anchor, entailment, contradiction), STS ones (sentence1, sentence2) with ``scores``.
+    """
 
     tokenizer: object
     max_length: int = 32
     prefix: str = ""
     mlm_probability: float = 0.0
-    # ESimCSE word repetition of the positive view (unsupervised batches only); 0 disables it.
-    dup_rate: float = 0.0
-    # PromptBERT: every sentence goes into this template (see kosimcse.modeling.objectives).
-    template: str = ""
+    dup_rate: float = 0.0  # ESimCSE word repetition of the positive view (unsupervised batches only)
+    template: str = ""  # PromptBERT: every sentence goes into this template
 
     def __post_init__(self):
         self._mlm = None
         if self.mlm_probability > 0:
-            from transformers import DataCollatorForLanguageModeling
-
             self._mlm = DataCollatorForLanguageModeling(self.tokenizer, mlm=True, mlm_probability=self.mlm_probability)
 
     def _tokenize(self, texts: list[str], dup_rate: float = 0.0) -> dict:
-        from kosimcse.modeling.objectives import encode_batch
-
         return encode_batch(self.tokenizer, texts, self.max_length, self.prefix, self.template, dup_rate)
 
     def __call__(self, examples: list[dict]) -> dict:
         if "text" in examples[0]:
             texts = [e["text"] for e in examples]
             enc = self._tokenize(texts)
-            if self.dup_rate > 0:
-                repeated = self._tokenize(texts, self.dup_rate)
-                width = max(enc["input_ids"].size(1), repeated["input_ids"].size(1))
-                batch = {k: torch.stack([_pad_to(enc[k], width, self._pad_value(k)),
-                                         _pad_to(repeated[k], width, self._pad_value(k))], dim=1) for k in enc}
-            else:
-                batch = {k: torch.stack([v, v], dim=1) for k, v in enc.items()}
+            second = self._tokenize(texts, self.dup_rate) if self.dup_rate > 0 else enc
+            width = max(enc["input_ids"].size(1), second["input_ids"].size(1))
+
+            def pad(t: torch.Tensor, key: str) -> torch.Tensor:
+                if t.size(1) == width:
+                    return t
+                return torch.nn.functional.pad(t, (0, width - t.size(1)),
+                                               value=self.tokenizer.pad_token_id if key == "input_ids" else 0)
+
+            batch = {k: torch.stack([pad(enc[k], k), pad(second[k], k)], dim=1) for k in enc}
         else:
             views = ("anchor", "positive", "negative") if "negative" in examples[0] else ("anchor", "positive")
-            n = len(examples)
             enc = self._tokenize([e[v] for v in views for e in examples])
-            batch = {k: v.view(len(views), n, -1).transpose(0, 1).contiguous() for k, v in enc.items()}
+            batch = {k: v.view(len(views), len(examples), -1).transpose(0, 1).contiguous() for k, v in enc.items()}
             if "score" in examples[0]:
                 batch["scores"] = torch.tensor([float(e["score"]) for e in examples], dtype=torch.float32)
         if self._mlm is not None:
             mlm_inputs, mlm_labels = self._mlm.torch_mask_tokens(batch["input_ids"][:, 0].clone())[:2]
             batch["mlm_input_ids"], batch["mlm_labels"] = mlm_inputs, mlm_labels
         return batch
-
-    def _pad_value(self, key: str) -> int:
-        return self.tokenizer.pad_token_id if key == "input_ids" else 0
-
-
-def _pad_to(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
-    return torch.nn.functional.pad(t, (0, width - t.size(1)), value=value)

@@ -1,16 +1,9 @@
-"""GradCache (Gao et al., 2021): a contrastive batch far larger than memory allows, with exact gradients.
+"""GradCache (Gao et al., 2021): a contrastive batch larger than memory allows, with exact gradients.
 
-Gradient accumulation does not help contrastive learning: it shrinks the negative pool to each
-micro-batch. GradCache keeps the pool whole:
-
-1. embed the batch chunk by chunk *without* a graph, remembering each chunk's RNG state;
-2. compute the loss on the cached embeddings and backpropagate it to them only;
-3. re-embed each chunk *with* a graph, replaying its RNG state so dropout draws the same masks,
-   and backpropagate the cached embedding gradients through the encoder.
-
-The result equals one backward pass over the whole batch (tests/test_gradcache.py checks it).
-No maintained library offers this for the Hugging Face Trainer (sentence-transformers' cached
-losses are tied to its own model class), hence this short module.
+Gradient accumulation would shrink the negative pool to each micro-batch. GradCache embeds the batch chunk by chunk
+without a graph, backpropagates the loss to the cached embeddings, then re-embeds each chunk with a graph (replaying
+its RNG state, so dropout draws the same masks) and backpropagates the cached gradients. sentence-transformers'
+cached losses are tied to its own model class, hence this module.
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ class RngState:
 
     def __init__(self):
         self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def restore(self) -> None:
         torch.set_rng_state(self.cpu)
@@ -34,28 +27,18 @@ class RngState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
-def grad_cache_backward(
-    embed: Callable[[dict], torch.Tensor],
-    loss_on_embeddings: Callable[[torch.Tensor], torch.Tensor],
-    inputs: dict[str, torch.Tensor],
-    chunk_size: int,
-    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
-    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> torch.Tensor:
-    """Run one GradCache step over a flat batch ``inputs`` (tensors of ``[rows, length]``).
+def grad_cache_backward(embed: Callable[[dict], torch.Tensor],
+                        loss_on_embeddings: Callable[[torch.Tensor], torch.Tensor], inputs: dict[str, torch.Tensor],
+                        chunk_size: int, backward=torch.Tensor.backward, no_sync=contextlib.nullcontext,
+                        autocast=contextlib.nullcontext) -> torch.Tensor:
+    """One GradCache step over a flat batch ``inputs`` (``[rows, length]`` tensors); returns the detached loss.
 
-    ``embed(chunk_inputs)`` returns ``[chunk_rows, dim]``; ``loss_on_embeddings(all_rows)`` returns the
-    scalar loss. Gradients are left in the parameters' ``.grad``; the detached loss is returned.
-    ``no_sync`` (DDP's ``model.no_sync``) keeps all but the last chunk's backward from all-reducing; the last
-    one then all-reduces the gradients summed over every chunk. That needs DDP's dynamic graph (static_graph
-    breaks under ``no_sync``); inside an outer ``no_sync`` (gradient accumulation) the last chunk stays unsynced
-    too, since ``no_sync`` restores the flag it found.
+    ``embed(chunk)`` gives ``[chunk_rows, dim]``, ``loss_on_embeddings(all_rows)`` the scalar loss; gradients land
+    in ``.grad``. ``no_sync`` (DDP's) keeps all but the last chunk's backward from all-reducing; inside an outer
+    ``no_sync`` (gradient accumulation) the last one stays unsynced too, since ``no_sync`` restores the flag it found.
     """
     rows = next(iter(inputs.values())).size(0)
-    starts = list(range(0, rows, chunk_size))
-    chunks = [{k: v[s: s + chunk_size] for k, v in inputs.items()} for s in starts]
-
+    chunks = [{k: v[s: s + chunk_size] for k, v in inputs.items()} for s in range(0, rows, chunk_size)]
     states, cached = [], []
     with torch.no_grad():
         for chunk in chunks:
