@@ -111,3 +111,45 @@ def test_domain_scores_rank_own_passage():
     assert shifted["r@1"] < 100.0 and shifted["r@10"] == 100.0 and 0 < shifted["mrr@10"] < 100.0
     with pytest.raises(KoSimCSEError, match="at least 2"):
         domain_scores(_bag_encoder(["가"]), docs[:1])
+
+
+def _petitions(path, n):
+    path.write_text("".join(json.dumps({"petition_idx": str(i), "title": f"{i}번 청원 제목",
+                                        "content": f"{i}번 청원의 첫째 문장입니다. {i}번 청원은 이것을 요청합니다."},
+                                       ensure_ascii=False) + "\n" for i in range(n)), encoding="utf-8")
+
+
+def test_prepare_keeps_heldout_documents_out_of_training(tmp_path):
+    from click.testing import CliRunner
+
+    from kosimcse.cli.prepare import command
+
+    pet = tmp_path / "petitions_2019-04"
+    _petitions(pet, 60)
+    held = [str(i) for i in range(60) if is_heldout(str(i), 0.3, seed=7)]
+    assert 5 < len(held) < 40
+    # a seed corpus that repeats a held-out petition's sentence: the guard must drop it there too
+    wiki = tmp_path / "wiki_00"
+    wiki.write_text(f'<doc id="1" url="u" title="t">\nt\n\n{held[0]}번 청원의 첫째 문장입니다. 위키 문장은 남는다.\n</doc>\n',
+                    encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(command, ["--out", str(out), "--source", f"kowiki:{wiki}", "--domain",
+                                          f"petitions:{pet}", "--heldout", "0.3", "--heldout-seed", "7",
+                                          "--heldout-max", "4", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    pool = load_documents(out / "heldout.jsonl")
+    training = load_documents(out / "documents.jsonl")
+    assert len(pool) == 4 and {d.id for d in pool} <= set(held)
+    assert sorted((d.id for d in training), key=int) == [str(i) for i in range(60) if str(i) not in held]
+    held_sentences = {f"{i}번 청원의 첫째 문장입니다." for i in held} | {f"{i}번 청원은 이것을 요청합니다." for i in held}
+    lines = set((out / "sentences.txt").read_text(encoding="utf-8").splitlines())
+    assert not lines & held_sentences
+    assert not {s for d in training for s in d.sentences} & held_sentences
+    assert "위키 문장은 남는다." in lines and f"{training[0].id}번 청원의 첫째 문장입니다." in lines
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert stats["documents"] == {"training": 60 - len(held), "heldout": len(held), "heldout_pool": 4,
+                                  "fraction": 0.3, "seed": 7, "guarded_sentences_removed": 0}
+    assert stats["sources"]["kowiki"]["dropped"]["leaked"] == 1
+
+    bad = CliRunner().invoke(command, ["--out", str(out), "--source", f"kowiki:{wiki}", "--heldout", "0.1"])
+    assert isinstance(bad.exception, KoSimCSEError) and "--domain" in str(bad.exception)

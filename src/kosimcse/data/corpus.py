@@ -80,7 +80,8 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                    min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = DEFAULT_MAX_CHARS,
                    split: bool = True, workers: int = 2, data_dir: str | Path | None = None,
                    eval_sentences: Iterable[str] | None = None, errors: ErrorPolicy = "raise",
-                   progress: bool = True) -> dict:
+                   progress: bool = True, documents: Sequence[str] = (), heldout: float = 0.0, heldout_seed: int = 0,
+                   heldout_max: int = 2000, doc_id_column: str | None = None) -> dict:
     """Read ``sources`` (specs as in ``read_source``; None = ``default_sources(data_dir)``) into
     ``out_dir/sentences.txt`` (one sentence per line) and ``out_dir/stats.json``; return the stats.
 
@@ -91,6 +92,10 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     ``kosimcse.data.tasks.task_path``). A record that is
     empty after normalisation counts as one empty sentence, so ``sentences == kept + sum(dropped)``.
     Bad rows a reader skipped (``errors="skip"``) are counted as ``skipped_bad_rows``, outside that sum.
+
+    ``documents`` (specs among ``sources``) are read as documents (``kosimcse.data.documents``) and, with
+    ``heldout`` > 0, split by ``is_heldout``: up to ``heldout_max`` held-out documents go to ``out_dir/heldout.jsonl``,
+    the rest to ``out_dir/documents.jsonl``; every sentence of a held-out document joins the leakage guard.
     """
     if min_chars < 0 or max_chars < max(1, min_chars):
         raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
@@ -111,13 +116,20 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    doc_stats, doc_labels = {}, {}
+    if documents:
+        from kosimcse.data.documents import split_documents
+
+        doc_labels = {label for (label, _, _), spec in zip(labelled, sources) if spec in documents}
+        doc_stats = split_documents([x for x in labelled if x[0] in doc_labels], out_dir, heldout, heldout_seed,
+                                    heldout_max, guard, data_dir, errors, workers, doc_id_column)
     final = out_dir / "sentences.txt"
     tmp = out_dir / "sentences.txt.partial"
     seen: set[bytes] = set()  # 16-byte digests: a million sentences cost ~100 MB less than the strings
     per_source: dict[str, dict] = {}
     try:
         _write_sentences(tmp, labelled, per_source, seen, guard, split, workers, data_dir, errors, progress,
-                         min_chars, max_chars)
+                         min_chars, max_chars, doc_labels, out_dir / "documents.jsonl")
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a half corpus that looks usable
         raise
@@ -138,6 +150,7 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                      "errors": errors, "eval_sets": eval_set_list, "eval_sentences": len(guard)},
         "output": str(final),
         "wall_time_s": round(time.perf_counter() - start, 2),
+        **({"documents": doc_stats} if doc_stats else {}),
     }
     check_stats(stats)
     (out_dir / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -145,15 +158,23 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
 
 
 def _write_sentences(tmp: Path, labelled, per_source: dict, seen: set, guard: set, split: bool, workers: int,
-                     data_dir, errors: ErrorPolicy, progress: bool, min_chars: int, max_chars: int) -> None:
+                     data_dir, errors: ErrorPolicy, progress: bool, min_chars: int, max_chars: int,
+                     doc_labels=(), documents_file: Path | None = None) -> None:
+    from kosimcse.data.documents import iter_documents
+    from kosimcse.data.records import Text
+
     from tqdm import tqdm
 
     with open(tmp, "w", encoding="utf-8", newline="\n") as out:
         for label, kind, target in labelled:
-            do_split = split and kind in SPLIT_KINDS
+            do_split = split and kind in SPLIT_KINDS and label not in doc_labels
             st = per_source[label] = _new_stats(f"{kind}:{target}", kind, do_split)
             report = ReadReport()
-            records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
+            if label in doc_labels:  # already split into documents, held-out ones removed: one record per sentence
+                records = (Text(s, label) for d in iter_documents(documents_file) if d.source == label
+                           for s in d.sentences)
+            else:
+                records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
             # A bar with an end: the source's bytes, advanced by the text each record carries (markup, labels
             # and other columns are not counted, so it jumps to the end when the source is done).
             bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,

@@ -154,3 +154,42 @@ def iter_documents(path: str | Path) -> Iterator[Document]:
 
 def load_documents(path: str | Path) -> list[Document]:
     return list(iter_documents(path))
+
+
+def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_heldout: int, guard: set[str],
+                    data_dir, errors: ErrorPolicy, workers: int, id_column: str | None = None) -> dict:
+    """``kosimcse prepare``'s document split: ``(label, kind, path)`` sources -> ``out_dir/documents.jsonl`` (training)
+    and ``out_dir/heldout.jsonl`` (a seeded sample of at most ``max_heldout`` held-out documents). Every sentence and
+    title of a held-out document is added to ``guard``, and guarded sentences are removed from training documents."""
+    import random
+
+    heldout: list[Document] = []
+    tmp = out_dir / "documents.jsonl.partial"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            for label, kind, target in labelled:
+                for doc in read_documents(f"{kind}:{target}", data_dir, errors, workers=workers, id_column=id_column):
+                    doc.source = label
+                    if fraction > 0 and is_heldout(doc.id, fraction, seed):
+                        heldout.append(doc)
+                    else:
+                        out.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
+        guard.update(s for d in heldout for s in d.sentences + ([d.title] if d.title else []))
+        removed = 0
+
+        def training():
+            nonlocal removed
+            for d in iter_documents(tmp):
+                sentences = [s for s in d.sentences if s not in guard]
+                removed += len(d.sentences) - len(sentences)
+                if sentences:
+                    yield Document(d.id, d.title, sentences, d.source)
+
+        n_train = write_documents(out_dir / "documents.jsonl", training())
+    finally:
+        tmp.unlink(missing_ok=True)
+    pool = heldout if len(heldout) <= max_heldout else random.Random(seed).sample(heldout, max_heldout)
+    if fraction > 0:
+        write_documents(out_dir / "heldout.jsonl", pool)
+    return {"training": n_train, "heldout": len(heldout), "heldout_pool": len(pool), "fraction": fraction,
+            "seed": seed, "guarded_sentences_removed": removed}
