@@ -207,6 +207,12 @@ def _prepare_default_corpus(dargs: DataArguments, out_dir: Path) -> Path:
     return target
 
 
+def _domain_docs(dargs: DataArguments):
+    from kosimcse.data.documents import load_documents
+
+    return load_documents(dargs.eval_domain) if dargs.eval_domain else None
+
+
 def build_evaluator(dargs: DataArguments, task: str | None = None):
     from kosimcse.data.tasks import load_sts_task
     from kosimcse.evaluation.sts import StsEvaluator
@@ -293,7 +299,8 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     # The Trainer insists on an eval dataset when evaluating by steps; ours is the dev pairs themselves.
     eval_stub = datasets.Dataset.from_dict({"sentence1": [p.sentence1 for p in evaluator.pairs[:1]]})
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, eval_dataset=eval_stub,
-                            data_collator=collator, sts_evaluator=evaluator, tokenizer=tokenizer)
+                            data_collator=collator, sts_evaluator=evaluator, tokenizer=tokenizer,
+                            domain_docs=_domain_docs(dargs))
     resume_from_checkpoint = _checkpoint_to_resume(resume_from_checkpoint, targs.output_dir)
     # With eval_on_start the starting model competes in model selection too: a strong encoder
     # (e5) can come out of a short contrastive run worse than it went in, and then we keep it as it was.
@@ -306,8 +313,13 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     best_ckpt = trainer.state.best_model_checkpoint
     start_score = (trainer.start_metrics or {}).get(targs.metric_for_best_model or "eval_cosine_spearman")
     best_score = trainer.state.best_metric
-    if initial_state is not None and start_score is not None and (
-            best_ckpt is None or not Path(best_ckpt).is_dir() or best_score is None or start_score >= best_score):
+    start_se = (trainer.start_metrics or {}).get("eval_domain_mrr@10_se" if targs.selection_metric == "domain" else
+                                                 "eval_cosine_spearman_se", 0.0)
+    if targs.selection_metric == "dev" and targs.selection_tolerance > 0:
+        start_se = 0.0  # the most-trained checkpoint within the tolerance is wanted, not a dev gain
+    if initial_state is not None and start_score is not None and (best_ckpt is None or not Path(best_ckpt).is_dir()
+                                                                  or best_score is None
+                                                                  or start_score + start_se >= best_score):
         trainer.accelerator.unwrap_model(trainer.model).load_state_dict(initial_state)
         kept_initial = True
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
@@ -317,8 +329,11 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
                "start_metric": start_score,
                "start_dev": (trainer.start_metrics or {}).get("eval_cosine_spearman"),
                "precision": targs.precision, "precision_reason": targs.precision_reason,
-               "selection": (f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
-                             if targs.selection_tolerance > 0 else "best dev score")}
+               "selection": (f"best domain MRR@10 within {targs.selection_tolerance:g} dev points of the start"
+                             if targs.selection_metric == "domain" else
+                             f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
+                             if targs.selection_tolerance > 0 else "best dev score, if it beats the start by more than "
+                             "the dev bootstrap standard error"), "selection_margin": start_se}
     if kept_initial:
         summary["best_checkpoint"], summary["best_metric"] = None, start_score
     seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * max(targs.world_size, 1)
@@ -330,6 +345,16 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         results = evaluate_tasks(best, tokenizer, list(dargs.report_tasks), dargs, precision=targs.precision)
         summary["results"] = results
         summary["eval_task"] = dargs.eval_task
+        summary["dev_spearman"] = results.get(dargs.eval_task, {}).get("cosine_spearman")
+        if trainer.domain_docs:
+            from kosimcse.evaluation.domain import domain_scores, model_encoder
+            from kosimcse.precision import resolve_precision
+
+            before = {k[len("eval_domain_"):]: v for k, v in (trainer.start_metrics or {}).items()
+                      if k.startswith("eval_domain_")}
+            after = domain_scores(model_encoder(best, tokenizer, 128, resolve_precision(targs.precision, next(
+                best.parameters()).device).name), trainer.domain_docs)
+            summary["domain"] = {"file": dargs.eval_domain, "before": before or None, "after": after}
         out = Path(targs.output_dir) / BEST_DIR
         card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
         best.save_pretrained(out, tokenizer=tokenizer, model_card=card)
