@@ -73,3 +73,15 @@ def spearman_bootstrap_se(scores, gold, n: int = 1000, seed: int = 0) -> float:
     a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
     r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     return float(np.nanstd(r, ddof=1) * 100)
+
+
+def kosimcse_encoder(encoder, batch_size: int = 64) -> Encode:
+    """The ``Encode`` of a ``kosimcse.KoSimCSE`` (truncation set per call, then put back)."""
+    def encode(texts, max_length):
+        kept = encoder.max_length
+        encoder.max_length = max_length
+        try:
+            return encoder.encode(texts, batch_size=batch_size, show_progress=False)
+        finally:
+            encoder.max_length = kept
+    return encode

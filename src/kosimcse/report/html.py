@@ -24,7 +24,8 @@ MAX_SAMPLE = 2000
 _SUMMARY_FIELDS = (
     ("model", "Base model"), ("resolved_model", "Resolved from"), ("global_step", "Steps"),
     ("train_sentences", "Training examples"), ("train_loss", "Mean training loss"), ("wall_time_s", "Training time (s)"),
-    ("sentences_per_s", "Throughput (sentences/s)"), ("best_metric", "Best dev cosine Spearman"),
+    ("sentences_per_s", "Throughput (sentences/s)"), ("dev_spearman", "Dev cosine Spearman (exported model)"),
+    ("start_dev", "Dev cosine Spearman (start)"), ("selection", "Selection"), ("best_metric", "Selection score"),
     ("best_checkpoint", "Best checkpoint"), ("exported", "Exported model"),
 )
 
@@ -92,6 +93,18 @@ def _load_summary(run_dir: Path) -> dict:
     if not isinstance(summary, dict):
         raise KoSimCSEError(f"{path}: expected a JSON object")
     return summary
+
+
+def _is_documents(path: Path) -> bool:
+    """A ``heldout.jsonl``/``documents.jsonl`` of ``kosimcse prepare``, not a text file of sentences."""
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    try:
+        return isinstance(json.loads(first).get("sentences"), list)
+    except (ValueError, AttributeError):
+        return False
 
 
 def _exported_model(run_dir: Path, summary: dict) -> Path | None:
@@ -193,13 +206,20 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
 
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
+    docs = None
+    if isinstance(domain_texts, (str, Path)) and _is_documents(Path(domain_texts)):
+        from kosimcse.data.documents import load_documents
+
+        # held-out documents (heldout.jsonl): the domain score, and their sentences for geometry and neighbours
+        docs, source = load_documents(domain_texts), str(domain_texts)
+        domain_texts = [s for d in docs for s in d.sentences]
     domain: list[str] = []
     if domain_texts is not None:
         if isinstance(domain_texts, (str, Path)):
             report.data["domain_source"] = str(domain_texts)
             domain = sample_lines(Path(domain_texts), sample, seed=seed)
         else:
-            report.data["domain_source"] = "given texts"
+            report.data["domain_source"] = source if docs else "given texts"
             domain = [t for t in dict.fromkeys(str(t).strip() for t in domain_texts) if t]
             if len(domain) > sample:
                 keep = np.sort(np.random.default_rng(seed).choice(len(domain), size=sample, replace=False))
@@ -232,6 +252,16 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = D
             geometry_points[name]["domain"] = geometry.corpus_geometry(view1, view2, plain, max_points=MAX_SAMPLE,
                                                                        seed=seed)
             domain_embeddings[name] = plain
+        if docs:
+            from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
+
+            say(f"{name}: domain retrieval over {len(docs)} held-out documents")
+            start = time.perf_counter()
+            report.data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size),
+                                                                                 docs)
+            timings[f"{name}_domain_retrieval_s"] = time.perf_counter() - start
+    if docs:
+        report.figures["domain"] = plots.png_bytes(plots.domain_plot(report.data["domain_retrieval"]))
     report.data["task"] = task
     report.data["sts"] = sts_metrics_by_model
     report.data["geometry"] = geometry_points
@@ -351,6 +381,18 @@ def render_html(report: Report, title: str | None = None) -> str:
                 + f"<p class='muted'>Measured by this report ({_esc(data['models']['after']['dtype'])}); "
                 "the tables above come from the run's own evaluation.</p>")
         sections.append(("before-after", "Before / after training", body))
+
+    retrieval = data.get("domain_retrieval") or {}
+    if retrieval:
+        keys = ("mrr@10", "r@1", "r@10", "mrr@10_se", "queries")
+        rows = {**retrieval, **({"after - before": {k: retrieval["after"][k] - retrieval["before"][k] for k in keys[:3]}}
+                                if "before" in retrieval else {})}
+        body = ("<p>Label-free: each held-out document gives a pseudo-query (its title, else one of its sentences) "
+                f"and a passage (its body, else its other sentences); {_esc(data['domain_source'])}.</p><table><tr>"
+                "<th>Model</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>"
+                + "".join(f"<tr><td>{_esc(n)}</td>" + "".join(f"<td class='num'>{_fmt(v.get(k))}</td>" for k in keys)
+                          + "</tr>" for n, v in rows.items()) + "</table>" + _img(report, "domain", "domain score"))
+        sections.append(("domain", "Domain score (held-out retrieval)", body))
 
     if "scatter" in report.figures:
         body = (_img(report, "scatter", "gold score vs cosine") +
