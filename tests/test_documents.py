@@ -103,12 +103,13 @@ def _bag_encoder(vocab: list[str]):
 def test_domain_scores_rank_own_passage():
     docs = [Document(str(i), None, [f"{c}{c}{c}.", f"{c}{c} {c}."]) for i, c in enumerate("가나다라마")]
     good = domain_scores(_bag_encoder(list("가나다라마")), docs)
-    assert good == {"mrr@10": 100.0, "r@1": 100.0, "r@10": 100.0, "queries": 5, "skipped": 0}
+    assert good == {"mrr@10": 100.0, "r@1": 100.0, "r@10": 100.0, "mrr@10_se": 0.0, "queries": 5, "skipped": 0}
     # an encoder that sees only "." cannot tell documents apart: all 5 passages tie, and a tie counts against
     flat = domain_scores(_bag_encoder(["."]), docs + [Document("x", None, ["하나."])])
-    assert flat == {"mrr@10": 20.0, "r@1": 0.0, "r@10": 100.0, "queries": 5, "skipped": 1}
+    assert flat == {"mrr@10": 20.0, "r@1": 0.0, "r@10": 100.0, "mrr@10_se": 0.0, "queries": 5, "skipped": 1}
     shifted = domain_scores(lambda t, m: np.array([[1.0, i % 2] for i, _ in enumerate(t)]), docs)
     assert shifted["r@1"] < 100.0 and shifted["r@10"] == 100.0 and 0 < shifted["mrr@10"] < 100.0
+    assert shifted["mrr@10_se"] > 0
     with pytest.raises(KoSimCSEError, match="at least 2"):
         domain_scores(_bag_encoder(["가"]), docs[:1])
 
