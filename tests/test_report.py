@@ -171,3 +171,26 @@ def test_cli_help_and_bad_run_dir(tmp_path):
     assert "Examples:" in help_text and "--before" in help_text and "--sample" in help_text
     result = runner.invoke(cli, ["report", str(tmp_path / "missing")])
     assert result.exit_code == 2
+
+
+def test_report_domain_heldout_shows_domain_score_before_and_after(run_dir, data_dir, tmp_path):
+    from kosimcse.data.documents import Document, write_documents
+    from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
+    from kosimcse.inference.encoder import KoSimCSE
+
+    texts = korean_sample_texts(200)[:60]
+    docs = [Document(str(i), None, texts[3 * i:3 * i + 3]) for i in range(20)]
+    heldout = tmp_path / "heldout.jsonl"
+    write_documents(heldout, docs)
+    result = CliRunner().invoke(__import__("kosimcse.cli.report", fromlist=["command"]).command, [
+        str(run_dir), "--before", "base", "--domain", str(heldout), "--data-dir", str(data_dir), "--sample", "20",
+        "--align-sample", "4", "--queries", "0", "--fp32", "--device", "cpu", "--out", str(tmp_path / "r.html"),
+        "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    encoder = KoSimCSE.from_pretrained(run_dir / "best", dtype="fp32", device="cpu")
+    assert data["domain_retrieval"]["after"] == pytest.approx(domain_scores(kosimcse_encoder(encoder), docs))
+    assert data["domain_retrieval"]["before"]["queries"] == 20 and data["domain_source"] == str(heldout)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    section = re.findall(r'<section id="domain">.*?</section>', page, re.S)[0]
+    assert "after - before" in section and len(_images(section)) == 1

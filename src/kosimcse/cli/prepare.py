@@ -30,10 +30,19 @@ from kosimcse.cli.options import ERRORS
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Threads for kiwipiepy sentence splitting.")
 @ERRORS
+@click.option("--heldout", type=click.FloatRange(0, 1, max_open=True), default=None, metavar="FRACTION",
+              help="Read the --domain sources as documents and hold out this fraction of them (by a hash of the "
+                   "document id) for the domain score: OUT/heldout.jsonl, never in OUT/sentences.txt or "
+                   "OUT/documents.jsonl. 0 writes documents.jsonl only.")
+@click.option("--heldout-seed", type=int, default=0, show_default=True, help="Seed of the held-out hash and sample.")
+@click.option("--heldout-max", type=click.IntRange(min=2), default=2000, show_default=True,
+              help="At most this many held-out documents in heldout.jsonl (the retrieval pool).")
+@click.option("--doc-id-column", default=None, metavar="NAME",
+              help="For a JSON-lines domain source: rows sharing this column's value form one document.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON instead of a table.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_chars, max_chars, no_split,
-            workers, errors, as_json, quiet):
+            workers, errors, heldout, heldout_seed, heldout_max, doc_id_column, as_json, quiet):
     """Build the unsupervised SimCSE corpus: read, normalise, split into sentences, length-filter, deduplicate,
     drop every sentence of the evaluation sets, and write OUT/sentences.txt (one a line) and OUT/stats.json.
 
@@ -43,6 +52,7 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
       kosimcse prepare --out runs/nsmc --no-sts --domain domain/nsmc/raw
       kosimcse prepare --out runs/dom --no-seed --no-sts --domain petitions:domain/petitions
       kosimcse prepare --source my_texts.txt --source hf:some/corpus --json
+      kosimcse prepare --out runs/pet --no-seed --no-sts --domain petitions:domain/petitions --heldout 0.1
     """
     from kosimcse.data.corpus import DEFAULT_EVAL_SETS, default_sources, format_stats_table, prepare_corpus
 
@@ -50,9 +60,15 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
         specs = [*sources, *domain]
     else:
         specs = default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
+    from kosimcse.errors import KoSimCSEError
+
+    if (heldout is not None or doc_id_column) and not domain:
+        raise KoSimCSEError("--heldout/--doc-id-column split the --domain sources into documents: give --domain")
     stats = prepare_corpus(specs, out_dir, eval_sets=tuple(eval_sets) or DEFAULT_EVAL_SETS, min_chars=min_chars,
                            max_chars=max_chars, split=not no_split, workers=workers, data_dir=data_dir,
-                           errors=errors, progress=not quiet)
+                           errors=errors, progress=not quiet, heldout=heldout or 0.0, heldout_seed=heldout_seed,
+                           heldout_max=heldout_max, doc_id_column=doc_id_column,
+                           documents=domain if heldout is not None or doc_id_column else ())
     if as_json:
         click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
         return
@@ -61,3 +77,6 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
     click.echo(f"\nkept {stats['totals']['kept']:,} sentences -> {stats['output']}  "
                f"(leakage guard: {s['eval_sentences']:,} sentences of {', '.join(s['eval_sets'])}; "
                f"{stats['wall_time_s']} s)")
+    if docs := stats.get("documents"):
+        click.echo(f"documents: {docs['training']:,} for training -> documents.jsonl; {docs['heldout']:,} held out, "
+                   f"{docs['heldout_pool']:,} of them -> heldout.jsonl")

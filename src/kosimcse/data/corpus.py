@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from kosimcse.data.korean import normalize, split_sentences
 from kosimcse.data.readers import ErrorPolicy, ReadReport, _files_under, parse_source_spec, read_source
+from kosimcse.data.records import Text
 from kosimcse.data.tasks import DEFAULT_EVAL_SETS
 from kosimcse.data.tasks import eval_sentences as task_sentences
 from kosimcse.errors import DataError, KoSimCSEError
@@ -77,12 +78,17 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                    min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = DEFAULT_MAX_CHARS,
                    split: bool = True, workers: int = 2, data_dir: str | Path | None = None,
                    eval_sentences: Iterable[str] | None = None, errors: ErrorPolicy = "raise",
-                   progress: bool = True) -> dict:
+                   progress: bool = True, documents: Sequence[str] = (), heldout: float = 0.0, heldout_seed: int = 0,
+                   heldout_max: int = 2000, doc_id_column: str | None = None) -> dict:
     """Read ``sources`` (``read_source`` specs; None: ``default_sources``) into ``out_dir/sentences.txt`` and
     ``stats.json``; return the stats. Per record: normalise, split (``SPLIT_KINDS``, if ``split``); per sentence,
     in order: empty, too_short, too_long, duplicate (across sources), leaked (in ``eval_sentences``, else in
     ``eval_sets`` as the evaluator reads them). ``sentences == kept + sum(dropped)``; rows a reader skipped
-    are ``skipped_bad_rows``."""
+    are ``skipped_bad_rows``.
+
+    ``documents`` (specs among ``sources``) are read as documents (``kosimcse.data.documents``) and, with
+    ``heldout`` > 0, split by ``is_heldout``: up to ``heldout_max`` held-out documents go to ``out_dir/heldout.jsonl``,
+    the rest to ``out_dir/documents.jsonl``; every sentence of a held-out document joins the leakage guard."""
     if min_chars < 0 or max_chars < max(1, min_chars):
         raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
     start = time.perf_counter()
@@ -98,6 +104,13 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    doc_stats, doc_labels = {}, set()
+    if documents:
+        from kosimcse.data.documents import iter_documents, split_documents
+
+        doc_labels = {label for (label, _, _), spec in zip(labelled, sources) if spec in documents}
+        doc_stats = split_documents([x for x in labelled if x[0] in doc_labels], out_dir, heldout, heldout_seed,
+                                    heldout_max, guard, data_dir, errors, workers, doc_id_column)
     final, tmp = out_dir / "sentences.txt", out_dir / "sentences.txt.partial"
     seen: set[bytes] = set()  # 16-byte digests: a million sentences cost ~100 MB less than the strings
 
@@ -118,12 +131,17 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as out:
             for label, kind, target in labelled:
-                do_split = split and kind in SPLIT_KINDS
+                do_split = split and kind in SPLIT_KINDS and label not in doc_labels
                 st = per_source[label] = {"spec": f"{kind}:{target}", "kind": kind, "split": do_split, "records": 0,
                                           "skipped_bad_rows": 0, "paragraphs_split": 0, "sentences": 0,
                                           "dropped": dict.fromkeys(DROP_REASONS, 0), "kept": 0}
                 report = ReadReport()
-                records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir, name=label)
+                if label in doc_labels:  # already split into documents, held-out ones removed: a record a sentence
+                    records = (Text(s, label) for d in iter_documents(out_dir / "documents.jsonl")
+                               if d.source == label for s in d.sentences)
+                else:
+                    records = read_source(f"{kind}:{target}", errors=errors, report=report, data_dir=data_dir,
+                                          name=label)
                 # A bar with an end: the source's bytes, advanced by the text each record carries (markup and
                 # other columns are not counted, so it jumps to the end when the source is done).
                 bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
@@ -157,6 +175,7 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                      "errors": errors, "eval_sets": eval_set_list, "eval_sentences": len(guard)},
         "output": str(final),
         "wall_time_s": round(time.perf_counter() - start, 2),
+        **({"documents": doc_stats} if doc_stats else {}),
     }
     check_stats(stats)
     (out_dir / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

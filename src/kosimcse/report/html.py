@@ -28,7 +28,8 @@ MAX_SAMPLE = 2000
 _SUMMARY_FIELDS = (
     ("model", "Base model"), ("resolved_model", "Resolved from"), ("global_step", "Steps"),
     ("train_sentences", "Training examples"), ("train_loss", "Mean training loss"), ("wall_time_s", "Training time (s)"),
-    ("sentences_per_s", "Throughput (sentences/s)"), ("best_metric", "Best dev cosine Spearman"),
+    ("sentences_per_s", "Throughput (sentences/s)"), ("dev_spearman", "Dev cosine Spearman (exported model)"),
+    ("start_dev", "Dev cosine Spearman (start)"), ("selection", "Selection"), ("best_metric", "Selection score"),
     ("best_checkpoint", "Best checkpoint"), ("exported", "Exported model"),
 )
 
@@ -86,6 +87,22 @@ def _read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise KoSimCSEError(f"{path}: expected a JSON object")
     return value
+
+
+def _documents(path: Path):
+    """The documents of a ``heldout.jsonl``/``documents.jsonl`` of ``kosimcse prepare``; None for a text file."""
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        try:
+            first = json.loads(fh.readline())
+        except ValueError:
+            return None
+    if not isinstance(first, dict) or not isinstance(first.get("sentences"), list):
+        return None
+    from kosimcse.data.documents import load_documents
+
+    return load_documents(path)
 
 
 def _pick(texts: list[str], n: int, seed: int) -> list[str]:
@@ -168,7 +185,11 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     sts = StsEvaluator.from_task(task, data_dir=data_dir)
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
-    domain = sample_lines(Path(domain_texts), sample, seed=seed) if domain_texts is not None else []
+    docs = _documents(Path(domain_texts)) if domain_texts is not None else None
+    if docs is not None:  # held-out documents: the domain score, and their sentences for geometry and neighbours
+        domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
+    else:
+        domain = sample_lines(Path(domain_texts), sample, seed=seed) if domain_texts is not None else []
     if domain_texts is not None:
         data["domain_source"] = str(domain_texts)
         if len(domain) < 2:
@@ -198,6 +219,15 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             timings[f"{name}_domain_s"] = time.perf_counter() - start
             data["geometry"][name]["domain"] = geometry.corpus_geometry(
                 view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
+        if docs:
+            from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
+
+            say(f"{name}: domain retrieval over {len(docs)} held-out documents")
+            start = time.perf_counter()
+            data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size), docs)
+            timings[f"{name}_domain_retrieval_s"] = time.perf_counter() - start
+    if docs:
+        report.figures["domain"] = plots.png_bytes(plots.domain_plot(data["domain_retrieval"]))
     report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
     report.figures["histograms"] = plots.png_bytes(plots.similarity_histograms(histograms))
     report.figures["geometry"] = plots.png_bytes(plots.geometry_plot(data["geometry"]))
@@ -336,6 +366,19 @@ def _neighbours_section(report: Report) -> str | None:
     return body
 
 
+def _domain_section(report: Report) -> str | None:
+    data, retrieval = report.data, report.data.get("domain_retrieval")
+    if not retrieval:
+        return None
+    keys = ("mrr@10", "r@1", "r@10", "mrr@10_se", "queries")
+    rows = [(name, *(v.get(k) for k in keys)) for name, v in retrieval.items()]
+    if "before" in retrieval:
+        rows.append(("after - before", *(retrieval["after"][k] - retrieval["before"][k] for k in keys[:3])))
+    return ("<p>Label-free: each held-out document gives a pseudo-query (its title, else one of its sentences) and a "
+            f"passage (its body, else its other sentences), searched in the whole pool; {_esc(data['domain_source'])}"
+            ".</p>" + _table(rows, ("Model", *keys)) + _img(report, "domain", "domain score"))
+
+
 # In page order; a new section is one more entry (its title may use the report data's fields, e.g. {task}).
 SECTIONS = [
     ("summary", "Run summary", _summary_section),
@@ -347,6 +390,7 @@ SECTIONS = [
          "Black bars: median cosine per gold-score bucket; points jittered horizontally."),
         ("histograms", "cosine histograms by gold bucket",
          "Random pairs: two different sentences of the set drawn at random."))),
+    ("domain", "Domain score (held-out retrieval)", _domain_section),
     ("geometry", "Alignment and uniformity", _geometry_section),
     ("neighbours", "Nearest-neighbour examples", _neighbours_section),
 ]

@@ -146,3 +146,20 @@ def geometry_plot(points: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Fi
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def domain_plot(scores: Mapping[str, Mapping[str, float]]) -> Figure:
+    """``{model: {"mrr@10", "r@1", "r@10"}}`` as grouped bars: the label-free domain score before and after."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    keys, width = ("mrr@10", "r@1", "r@10"), 0.8 / max(len(scores), 1)
+    for i, (model, values) in enumerate(scores.items()):
+        xs = np.arange(len(keys)) + i * width
+        bars = ax.bar(xs, [values[k] for k in keys], width, label=model, color=_MODEL_COLOURS[i % len(_MODEL_COLOURS)])
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(scores) - 1) / 2, keys)
+    ax.set_ylabel("held-out retrieval (x100)")
+    ax.set_title("Domain score: pseudo-query -> own passage among all held-out passages")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

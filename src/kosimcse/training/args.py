@@ -52,6 +52,8 @@ class DataArguments:
     max_train_sentences: int | None = field(default=None, metadata={"help": "Use only N (shuffled) examples."})
     data_dir: str | None = field(default=None, metadata={"help": "Root of the local data (default ../shared/data)."})
     eval_task: str = field(default="korsts-dev", metadata={"help": "Model selection task."})
+    eval_domain: str | None = field(default=None, metadata={"help": (
+        "heldout.jsonl from `kosimcse prepare --heldout`: log the label-free domain retrieval score at every eval.")})
     report_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts-test", "klue-sts-dev"])
 
 
@@ -71,6 +73,9 @@ class SimCSETrainingArguments(TrainingArguments):
     selection_tolerance: float = field(default=0.0, metadata={"help": (
         "Keep the most-trained checkpoint within this many dev points of the start (needs eval_on_start); "
         "0: the best dev score wins.")})
+    selection_metric: str = field(default="dev", metadata={"help": (
+        "dev: the best dev score, which must beat the start by more than its bootstrap standard error; domain: the "
+        "best eval_domain MRR@10 among checkpoints whose dev score stays within selection_tolerance of the start.")})
     # Contrastive defaults that differ from the Trainer's.
     learning_rate: float = 5e-5
     per_device_train_batch_size: int = 64
@@ -101,7 +106,9 @@ class SimCSETrainingArguments(TrainingArguments):
                              "(PyTorch's static graph breaks under DDP's no_sync); set ddp_static_graph false")
         if self.selection_tolerance < 0:
             raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
-        if self.selection_tolerance > 0:
+        if self.selection_metric not in ("dev", "domain"):
+            raise ValueError(f"selection_metric must be dev or domain, not {self.selection_metric!r}")
+        if self.selection_tolerance > 0 or self.selection_metric == "domain":
             if not self.eval_on_start:
                 raise ValueError("selection_tolerance compares checkpoints with the starting model: "
                                  "set eval_on_start true")

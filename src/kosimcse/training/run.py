@@ -117,6 +117,12 @@ def freeze_lower_layers(encoder, n: int) -> None:
             module.requires_grad_(False)
 
 
+def _domain_docs(dargs: DataArguments):
+    from kosimcse.data.documents import load_documents
+
+    return load_documents(dargs.eval_domain) if dargs.eval_domain else None
+
+
 def build_evaluator(dargs: DataArguments, task: str | None = None):
     name = task or dargs.eval_task
     return StsEvaluator(load_sts_task(name, dargs.data_dir), name=name)
@@ -158,7 +164,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
                                    dup_rate=margs.dup_rate if dargs.objective == "esimcse" else 0.0,
                                    template=model.config.prompt_template if model.config.is_prompt else "")
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, data_collator=collator,
-                            sts_evaluator=build_evaluator(dargs), tokenizer=tokenizer)
+                            sts_evaluator=build_evaluator(dargs), tokenizer=tokenizer, domain_docs=_domain_docs(dargs))
     resume = resume_checkpoint(resume_from_checkpoint, targs.output_dir)
     # With eval_on_start the starting model competes in model selection too: a strong encoder (e5) can come out of
     # a short contrastive run worse than it went in, and then it is kept as it was.
@@ -170,8 +176,12 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     start_metrics = trainer.start_metrics or {}
     start_score = start_metrics.get(targs.metric_for_best_model or "eval_cosine_spearman")
     best_ckpt, best_score = trainer.state.best_model_checkpoint, trainer.state.best_metric
+    # A trained checkpoint replaces the start only by more than the noise of the score it is chosen on: the dev
+    # set's bootstrap standard error (or the domain MRR's); the tolerance rule wants the most-trained one instead.
+    start_se = 0.0 if targs.selection_metric == "dev" and targs.selection_tolerance > 0 else start_metrics.get(
+        "eval_domain_mrr@10_se" if targs.selection_metric == "domain" else "eval_cosine_spearman_se", 0.0)
     kept_initial = initial_state is not None and start_score is not None and (
-        best_ckpt is None or not Path(best_ckpt).is_dir() or best_score is None or start_score >= best_score)
+        best_ckpt is None or not Path(best_ckpt).is_dir() or best_score is None or start_score + start_se >= best_score)
     if kept_initial:
         trainer.accelerator.unwrap_model(trainer.model).load_state_dict(initial_state)
         best_ckpt, best_score = None, start_score
@@ -182,8 +192,11 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
                "kept_initial_model": kept_initial, "start_metric": start_score,
                "start_dev": start_metrics.get("eval_cosine_spearman"),
                "precision": targs.precision, "precision_reason": targs.precision_reason,
-               "selection": (f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
-                             if targs.selection_tolerance > 0 else "best dev score"),
+               "selection": (f"best domain MRR@10 within {targs.selection_tolerance:g} dev points of the start"
+                             if targs.selection_metric == "domain" else
+                             f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
+                             if targs.selection_tolerance > 0 else "best dev score, if it beats the start by more than "
+                             "the dev bootstrap standard error"), "selection_margin": start_se,
                "sentences_per_s": seen / wall if wall > 0 else None}
     if trainer.is_world_process_zero():
         best = trainer.accelerator.unwrap_model(trainer.model)
@@ -193,6 +206,13 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         for task in dargs.report_tasks:  # every metric on each task, for the model card and the summary
             results[task] = build_evaluator(dargs, task)(
                 lambda texts: best.encode(tokenizer, texts, batch_size=128, precision=targs.precision))
+        summary["dev_spearman"] = results.get(dargs.eval_task, {}).get("cosine_spearman")
+        if trainer.domain_docs:
+            from kosimcse.evaluation.domain import domain_scores, model_encoder
+
+            before = {k[len("eval_domain_"):]: v for k, v in start_metrics.items() if k.startswith("eval_domain_")}
+            after = domain_scores(model_encoder(best, tokenizer, 128, targs.precision), trainer.domain_docs)
+            summary["domain"] = {"file": dargs.eval_domain, "before": before or None, "after": after}
         out = Path(targs.output_dir) / BEST_DIR
         card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
         best.save_pretrained(out, tokenizer=tokenizer, model_card=card)

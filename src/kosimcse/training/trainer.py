@@ -26,7 +26,7 @@ class NonFiniteLossError(KoSimCSEError):
 
 
 class SimCSETrainer(Trainer):
-    def __init__(self, model=None, args=None, *, sts_evaluator=None, tokenizer=None, **kwargs):
+    def __init__(self, model=None, args=None, *, sts_evaluator=None, tokenizer=None, domain_docs=None, **kwargs):
         n_gpu = getattr(args, "n_gpu", 1)
         if n_gpu > 1:
             # nn.DataParallel computes the loss per replica: each GPU would see only its share of the negatives.
@@ -40,6 +40,7 @@ class SimCSETrainer(Trainer):
         super().__init__(model, args, **kwargs)
         self.sts_evaluator = sts_evaluator
         self.tokenizer_for_eval = tokenizer
+        self.domain_docs = domain_docs
         self.bad_batches = 0
         self.start_metrics: dict[str, float] | None = None
         self._staging = False
@@ -148,23 +149,43 @@ class SimCSETrainer(Trainer):
         if self.sts_evaluator is None:
             return {}
         model = self.accelerator.unwrap_model(self.model)
+        from kosimcse.evaluation.domain import domain_scores, model_encoder, spearman_bootstrap_se
+
         precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
-        scores = self.sts_evaluator(lambda texts: model.encode(
+        seen = {}
+        scores = self.sts_evaluator(lambda texts: seen.setdefault("emb", model.encode(
             self.tokenizer_for_eval, texts, batch_size=self.args.per_device_eval_batch_size, precision=precision,
-            show_progress=not self.args.disable_tqdm and self.is_world_process_zero()))
+            show_progress=not self.args.disable_tqdm and self.is_world_process_zero())))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+        if self.domain_docs:
+            found = domain_scores(model_encoder(model, self.tokenizer_for_eval, self.args.per_device_eval_batch_size,
+                                                precision),
+                                  self.domain_docs)
+            metrics.update({f"{metric_key_prefix}_domain_{k}": v for k, v in found.items() if "@" in k})
         if self.state.global_step == 0:
-            # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it.
+            # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it, and a dev gain
+            # within the start's bootstrap standard error does not count (logged, so a resumed run has it too).
+            from kosimcse.evaluation.similarity import pairwise_similarity
+
+            ev, emb = self.sts_evaluator, seen["emb"]
+            metrics[f"{metric_key_prefix}_cosine_spearman_se"] = spearman_bootstrap_se(
+                pairwise_similarity("cosine", emb[ev.left], emb[ev.right]), ev.gold)
             self.start_metrics = metrics
-        if self.args.selection_tolerance > 0:
+        domain = self.args.selection_metric == "domain"
+        if self.args.selection_tolerance > 0 or domain:
             key = f"{metric_key_prefix}_cosine_spearman"
             if self.start_metrics is None:  # resumed: the start's evaluation is in the restored log history
                 self.start_metrics = next((r for r in self.state.log_history if r.get("step") == 0 and key in r), None)
             if self.start_metrics is None:
                 raise KoSimCSEError("selection_tolerance needs the starting model's dev score, which the resumed "
                                     "checkpoint lacks: start the run again without resuming, with eval_on_start true")
-            metrics[SELECTION_SCORE] = selection_score(metrics[key], self.start_metrics[key],
-                                                       self.args.selection_tolerance, self.state.global_step)
+            dev, start = metrics[key], self.start_metrics[key]
+            if domain and f"{metric_key_prefix}_domain_mrr@10" not in metrics:
+                raise KoSimCSEError("selection_metric domain needs eval_domain (a heldout.jsonl of kosimcse prepare)")
+            metrics[SELECTION_SCORE] = (
+                (metrics[f"{metric_key_prefix}_domain_mrr@10"] if dev >= start - self.args.selection_tolerance
+                 else -1.0) if domain else selection_score(dev, start, self.args.selection_tolerance,
+                                                            self.state.global_step))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

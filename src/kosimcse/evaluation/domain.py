@@ -1,0 +1,87 @@
+"""The label-free domain score: pseudo-query -> passage retrieval over held-out documents (MRR@10, R@1, R@10)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kosimcse.data.documents import Document, load_documents
+from kosimcse.errors import KoSimCSEError
+
+# encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
+Encode = Callable[[list[str], int], np.ndarray]
+
+
+def retrieval_pairs(docs: Sequence[Document], seed: int = 0) -> tuple[list[str], list[str]]:
+    """One (pseudo-query, passage) per document: title -> body where a document has a title, else the Inverse Cloze
+    Task (a seeded random sentence -> the rest, joined with spaces). A document with no title and fewer than 2
+    sentences gives no pair."""
+    rng = random.Random(seed)
+    queries, passages = [], []
+    for doc in docs:
+        if doc.title and doc.sentences:
+            queries.append(doc.title)
+            passages.append(" ".join(doc.sentences))
+        elif len(doc.sentences) >= 2:
+            i = rng.randrange(len(doc.sentences))
+            queries.append(doc.sentences[i])
+            passages.append(" ".join(doc.sentences[:i] + doc.sentences[i + 1:]))
+    return queries, passages
+
+
+def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path, seed: int = 0,
+                  passage_max_length: int = 256, query_max_length: int = 64) -> dict:
+    """Retrieve every query's own passage among all passages of the pool (cosine similarity); scores x100, with the
+    standard error of MRR@10 over queries."""
+    docs = load_documents(docs_or_path) if isinstance(docs_or_path, (str, Path)) else docs_or_path
+    queries, passages = retrieval_pairs(docs, seed)
+    skipped = len(docs) - len(queries)
+    if len(queries) < 2:
+        raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(queries)} "
+                            f"({skipped} skipped: no title and fewer than 2 sentences)")
+    q = _unit(np.asarray(encode(queries, query_max_length), dtype=np.float32))
+    p = _unit(np.asarray(encode(passages, passage_max_length), dtype=np.float32))
+    sims = q @ p.T
+    # rank of the own passage; a tie counts against it, so an encoder that cannot tell passages apart scores low
+    rank = (sims >= np.diag(sims)[:, None]).sum(axis=1)
+    rr = np.where(rank <= 10, 1.0 / rank, 0.0)
+    return {"mrr@10": float(rr.mean() * 100), "r@1": float((rank == 1).mean() * 100),
+            "r@10": float((rank <= 10).mean() * 100), "mrr@10_se": float(rr.std(ddof=1) / np.sqrt(len(rr)) * 100),
+            "queries": len(queries), "skipped": skipped}
+
+
+def model_encoder(model, tokenizer, batch_size: int = 64, precision: str = "fp32") -> Encode:
+    """The ``Encode`` of a SimCSEModel through its one encode path."""
+    return lambda texts, max_length: model.encode(tokenizer, texts, batch_size=batch_size, max_length=max_length,
+                                                   precision=precision)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def spearman_bootstrap_se(scores, gold, n: int = 1000, seed: int = 0) -> float:
+    """Bootstrap standard error (x100) of Spearman(scores, gold) over pairs: the size of a gain that is only noise."""
+    from scipy.stats import rankdata
+
+    scores, gold = np.asarray(scores, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(gold), (n, len(gold)))
+    a, b = rankdata(scores[idx], axis=1), rankdata(gold[idx], axis=1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return float(np.nanstd(r, ddof=1) * 100)
+
+
+def kosimcse_encoder(encoder, batch_size: int = 64) -> Encode:
+    """The ``Encode`` of a ``kosimcse.KoSimCSE`` (truncation set per call, then put back)."""
+    def encode(texts, max_length):
+        kept = encoder.max_length
+        encoder.max_length = max_length
+        try:
+            return encoder.encode(texts, batch_size=batch_size, show_progress=False)
+        finally:
+            encoder.max_length = kept
+    return encode
