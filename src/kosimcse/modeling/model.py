@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.distill import FrozenStart, similarity_distillation
 from kosimcse.modeling.losses import LOSSES, QueueInfoNCELoss, build_loss
 from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, encode_batch,
                                          pool_at_mask, replace_tokens)
@@ -76,6 +77,9 @@ class SimCSEConfig:
     rtd_weight: float = field(default=0.0, metadata={"help": "DiffCSE: weight of the conditional replaced-token "
                                                             "detection loss (paper: 0.005); 0 disables it."})
     rtd_mask_ratio: float = field(default=0.3, metadata={"help": "DiffCSE: share of inner tokens replaced."})
+    distill_weight: float = field(default=0.0, metadata={"help": (
+        "Weight of the distillation towards the starting model (its in-batch anchor similarities, "
+        "modeling/distill.py); 0 disables it.")})
     # The loss options below are read by the losses that declare them (``Loss.options``).
     loss: str = field(default="auto", metadata={"help": "A registered loss (modeling/losses.py): infonce, esimcse, "
                                                         "cosent, angle; auto: the objective's default (cosent for sts, "
@@ -96,8 +100,9 @@ class SimCSEConfig:
                                                              "(the export gets a Normalize module)."})
 
     def __post_init__(self):
-        if self.mlm_weight < 0 or self.rtd_weight < 0:
-            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight {self.rtd_weight})")
+        if min(self.mlm_weight, self.rtd_weight, self.distill_weight) < 0:
+            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight "
+                             f"{self.rtd_weight}, distill_weight {self.distill_weight})")
         if not 0.0 < self.rtd_mask_ratio < 1.0:
             raise ValueError(f"rtd_mask_ratio must be in (0, 1), not {self.rtd_mask_ratio}")
 
@@ -178,6 +183,7 @@ class SimCSEModel(nn.Module):
         # A saved model whose loss is not registered in this process still embeds; only training needs the loss.
         self.loss_fn = build_loss(config, hidden) if config.loss in (*LOSSES, "auto") else None
         self.momentum_encoder = None  # ESimCSE, training only: built by from_encoder
+        self.teacher = None  # distillation towards the start, training only: built by from_encoder
 
     @property
     def _keys_to_ignore_on_save(self) -> list[str]:
@@ -220,6 +226,8 @@ class SimCSEModel(nn.Module):
         if isinstance(model.loss_fn, QueueInfoNCELoss) and config.queue_size > 0:
             # ESimCSE: an EMA copy of the encoder fills the loss's queue of negatives.
             model.momentum_encoder = MomentumEncoder(encoder, config.momentum)
+        if config.distill_weight > 0:  # after the head is loaded: the teacher is the start as it will be scored
+            model.teacher = FrozenStart(encoder, model.head)
         return model
 
     @classmethod
@@ -333,6 +341,9 @@ class SimCSEModel(nn.Module):
         if self.momentum_encoder is not None and self.training:
             self._refresh_queue(flat(input_ids)[::views], flat(attention_mask)[::views],
                                 None if token_type_ids is None else flat(token_type_ids)[::views])
+        if self.teacher is not None and self.training:
+            anchors = [None if t is None else t[:, 0] for t in (input_ids, attention_mask, token_type_ids)]
+            loss = loss + self.distill_loss(vectors[:, 0], self.teacher_vectors(*anchors))
         if self.mlm_head is not None and mlm_input_ids is not None and self.config.mlm_weight > 0:
             loss = loss + self.config.mlm_weight * self.mlm_loss(mlm_input_ids, attention_mask[:, 0], mlm_labels)
         if self.discriminator is not None and self.training and self.config.rtd_weight > 0:
@@ -340,6 +351,20 @@ class SimCSEModel(nn.Module):
             loss = loss + self.config.rtd_weight * self.discriminator(corrupted, attention_mask[:, 0], vectors[:, 0],
                                                                        replaced)
         return {"loss": loss, "embeddings": vectors}
+
+    @torch.no_grad()
+    def teacher_vectors(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The starting model's training-time vectors (through its head where the student trains with one)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        vectors = self._pool(self.teacher.encoder, kwargs)
+        return self.teacher.head(vectors) if self.teacher.head is not None else vectors
+
+    def distill_loss(self, anchor_vectors: torch.Tensor, teacher_vectors: torch.Tensor) -> torch.Tensor:
+        """``distill_weight`` x the similarity distillation of this batch's anchors (GradCache calls it too)."""
+        return self.config.distill_weight * similarity_distillation(anchor_vectors, teacher_vectors,
+                                                                    self.config.temperature)
 
     @torch.no_grad()
     def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:

@@ -54,6 +54,15 @@ class DataArguments:
     sts_files: list[str] = field(default_factory=list, metadata={"help": "sts: training pair files (KorSTS .tsv or KLUE-STS "
                                                                          ".csv); default KorSTS train + KLUE-STS train."})
     train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
+    documents_file: str | None = field(default=None, metadata={"help": (
+        "unsup: documents.jsonl from `kosimcse prepare`: document-aware positives (training/documents.py) instead of "
+        "train_file; held-out documents (heldout.jsonl beside it) are never used.")})
+    ict_ratio: float = field(default=0.5, metadata={"help": "documents_file: share of positives taken from the anchor's "
+                                                            "document; the rest are dropout positives."})
+    document_positive: str = field(default="rest", metadata={"help": "documents_file: rest (ICT: the document without "
+                                                                     "the anchor) or crop (a random span of it)."})
+    passage_max_length: int = field(default=128, metadata={"help": "documents_file: truncation of the document "
+                                                                   "positives in tokens."})
     nli_file: str | None = field(default=None, metadata={"help": "sup: KLUE-NLI train (DACON CP949 CSV) or KLUE-NLI JSON."})
     prepare_sources: list[str] = field(default_factory=list, metadata={"help": "If train_file is absent: extra (domain) sources to prepare."})
     prepare_seed: bool = field(default=True, metadata={"help": "If train_file is absent: include kowiki."})

@@ -77,6 +77,8 @@ class ContrastiveCollator:
     dup_rate: float = 0.0
     # PromptBERT: every sentence goes into this template (see kosimcse.modeling.objectives).
     template: str = ""
+    # Document-aware positives (training/documents.py): the positive view's own truncation, longer than the anchor's.
+    passage_max_length: int | None = None
 
     def __post_init__(self):
         self._mlm = None
@@ -85,10 +87,10 @@ class ContrastiveCollator:
 
             self._mlm = DataCollatorForLanguageModeling(self.tokenizer, mlm=True, mlm_probability=self.mlm_probability)
 
-    def _tokenize(self, texts: list[str], dup_rate: float = 0.0) -> dict:
+    def _tokenize(self, texts: list[str], dup_rate: float = 0.0, max_length: int | None = None) -> dict:
         from kosimcse.modeling.objectives import encode_batch
 
-        return encode_batch(self.tokenizer, texts, self.max_length, self.prefix, self.template, dup_rate)
+        return encode_batch(self.tokenizer, texts, max_length or self.max_length, self.prefix, self.template, dup_rate)
 
     def __call__(self, examples: list[dict]) -> dict:
         if "text" in examples[0]:
@@ -104,8 +106,15 @@ class ContrastiveCollator:
         else:
             views = ("anchor", "positive", "negative") if "negative" in examples[0] else ("anchor", "positive")
             n = len(examples)
-            enc = self._tokenize([e[v] for v in views for e in examples])
-            batch = {k: v.view(len(views), n, -1).transpose(0, 1).contiguous() for k, v in enc.items()}
+            if self.passage_max_length:
+                encs = [self._tokenize([e[v] for e in examples], max_length=self.passage_max_length if v == "positive"
+                                       else None) for v in views]
+                width = max(e["input_ids"].size(1) for e in encs)
+                batch = {k: torch.stack([_pad_to(e[k], width, self._pad_value(k)) for e in encs], dim=1)
+                         for k in encs[0]}
+            else:
+                enc = self._tokenize([e[v] for v in views for e in examples])
+                batch = {k: v.view(len(views), n, -1).transpose(0, 1).contiguous() for k, v in enc.items()}
             if "score" in examples[0]:
                 batch["scores"] = torch.tensor([float(e["score"]) for e in examples], dtype=torch.float32)
         if self._mlm is not None:

@@ -13,6 +13,7 @@ from kosimcse.modeling.losses import INPUTS, LOSSES
 from kosimcse.modeling.model import SimCSEModel
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments
 from kosimcse.training.data import ContrastiveCollator, sentence_dataset, sts_pair_dataset, triplet_dataset
+from kosimcse.training.documents import document_dataset, document_setting_problems
 from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, has_finite_weights
 
 BEST_DIR = "best"
@@ -85,6 +86,7 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
             # GradCache re-embeds chunks and calls only the contrastive loss; an auxiliary loss would be skipped.
             problems.append("the MLM / replaced-token auxiliary losses are not supported with GradCache; "
                             "set grad_cache_chunk_size 0 or the auxiliary weight (mlm_weight / rtd_weight) 0")
+    problems += document_setting_problems(dargs)
     if problems:
         raise KoSimCSEError("; ".join(problems))
     return loss
@@ -134,6 +136,8 @@ def freeze_lower_layers(encoder, n: int) -> None:
 
 
 def build_train_dataset(dargs: DataArguments, targs: SimCSETrainingArguments):
+    if dargs.documents_file:
+        return document_dataset(dargs, seed=targs.seed)
     if dargs.objective in ("unsup", "esimcse"):
         train_file = dargs.train_file
         if train_file is None:
@@ -287,7 +291,8 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
                                    mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
                                    dup_rate=margs.dup_rate if dargs.objective == "esimcse" else 0.0,
-                                   template=model.config.prompt_template if model.config.is_prompt else "")
+                                   template=model.config.prompt_template if model.config.is_prompt else "",
+                                   passage_max_length=dargs.passage_max_length if dargs.documents_file else None)
     import datasets
 
     # The Trainer insists on an eval dataset when evaluating by steps; ours is the dev pairs themselves.

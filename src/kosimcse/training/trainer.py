@@ -169,10 +169,18 @@ class SimCSETrainer(Trainer):
             # Through the (DDP-wrapped) module's forward so DDP prepares its gradient reduction.
             return model(**chunk_inputs, embed_only=True)
 
+        teacher = None
+        if getattr(core, "teacher", None) is not None:  # distillation: the start's anchor vectors, once per batch
+            with self.accelerator.autocast():
+                teacher = core.teacher_vectors(*(inputs[k][:, 0] if k in inputs else None
+                                                 for k in ("input_ids", "attention_mask", "token_type_ids")))
+
         def loss_on(reps):
             reps = reps.view(batch, views, -1)
             scores = (inputs["scores"],) if "scores" in inputs else ()  # CoSENT/AnglE
             loss = core.loss_fn(*(reps[:, v] for v in range(views)), *scores)
+            if teacher is not None:
+                loss = loss + core.distill_loss(reps[:, 0], teacher)
             return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
 
         no_sync = getattr(model, "no_sync", None) or contextlib.nullcontext
