@@ -2,10 +2,9 @@
 by the label-free domain score on held-out documents (MRR@10, R@1, R@10) and by KorSTS test / KLUE-STS dev.
 
 Each corpus is a folder with ``documents.jsonl`` (training documents) and ``heldout.jsonl`` (held-out documents),
-as ``kosimcse prepare`` writes them; ``--prepare NAME=SPEC`` makes a missing folder from a source spec with the same
-reproducible split (``kosimcse.data.documents.is_heldout``). Every run is one ``kosimcse train``; results accumulate
-in ``benchmarks/results/domain_adaptation.json`` (one entry per corpus x setting x seed) and a finished run is
-not trained again unless ``--rerun``.
+as ``kosimcse prepare --heldout`` writes them (``--prepare NAME=SPEC`` runs it for a missing folder). Every run is
+one ``kosimcse train``; results accumulate in ``benchmarks/results/domain_adaptation.json`` (one entry per corpus x
+setting x seed) and a finished run is not trained again unless ``--rerun``.
 
     python -m benchmarks.domain --corpus petitions=runs/domain-data/petitions kowiki=runs/domain-data/kowiki \\
         --settings ict_distill dropout --seeds 42 --steps 500
@@ -41,16 +40,12 @@ E5 = dict(model_name_or_path=E5_PATH, pooler="avg", prefix="query: ", mlp_only_t
           report_tasks=list(TASKS), selection_tolerance=0.5, logging_steps=25)
 
 
-def prepare(spec: str, out: Path, fraction: float, seed: int = 0, cap: int = 2000) -> None:
-    """documents.jsonl / heldout.jsonl from a source spec: the held-out share by ``is_heldout``, at most ``cap``."""
-    from kosimcse.data.documents import is_heldout, read_documents, write_documents
+def prepare(spec: str, out: Path, fraction: float, seed: int = 0) -> None:
+    """``kosimcse prepare`` of one domain source with a held-out share: documents.jsonl and heldout.jsonl."""
+    from kosimcse.cli import main
 
-    train, held = [], []
-    for doc in read_documents(spec):
-        (held if is_heldout(doc.id, fraction, seed) and len(held) < cap else train).append(doc)
-    out.mkdir(parents=True, exist_ok=True)
-    write_documents(out / "heldout.jsonl", held)
-    write_documents(out / "documents.jsonl", train)
+    main(["prepare", "--out", str(out), "--no-seed", "--no-sts", "--domain", spec, "--heldout", str(fraction),
+          "--heldout-seed", str(seed), "--quiet"])
 
 
 def _encoder(path):
