@@ -549,6 +549,10 @@ def _renderer(name: str):
              "train_scratch_mini_mlm": _scratch_mlm, "onnx_speed": lambda d: [render_onnx_speed(d)]}
     if name in fixed:
         return fixed[name]
+    if name == "domain_adaptation":
+        from benchmarks.domain import render_section
+
+        return render_section
     if name.startswith("objectives"):
         return _objectives
     if name.startswith("train_scratch_mini"):

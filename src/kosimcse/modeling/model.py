@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.modeling.distill import FrozenStart, similarity_distillation
 from kosimcse.modeling.losses import LOSSES, QueueInfoNCELoss, build_loss
 from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, encode_batch,
                                          pool_at_mask, replace_tokens)
@@ -56,6 +57,8 @@ class SimCSEConfig:
     mlm_weight: float = _opt(0.0, "Weight of the auxiliary MLM loss; 0 disables it.")
     rtd_weight: float = _opt(0.0, "DiffCSE: weight of the replaced-token detection loss (paper: 0.005); 0: off.")
     rtd_mask_ratio: float = _opt(0.3, "DiffCSE: share of inner tokens replaced.")
+    distill_weight: float = _opt(0.0, "Weight of the distillation towards the starting model (its in-batch anchor "
+                                      "similarities, modeling/distill.py); 0: off.")
     # The loss options below are read by the losses that declare them (``Loss.options``).
     loss: str = _opt("auto", "A registered loss (modeling/losses.py): infonce, esimcse, cosent, angle; auto: the "
                              "objective's default (cosent for sts, esimcse for esimcse, else infonce).")
@@ -71,8 +74,9 @@ class SimCSEConfig:
     normalize: bool = _opt(False, "L2-normalise the vectors wherever the model embeds (export: a Normalize module).")
 
     def __post_init__(self):
-        if self.mlm_weight < 0 or self.rtd_weight < 0:
-            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight {self.rtd_weight})")
+        if min(self.mlm_weight, self.rtd_weight, self.distill_weight) < 0:
+            raise ValueError(f"auxiliary loss weights must be >= 0 (mlm_weight {self.mlm_weight}, rtd_weight "
+                             f"{self.rtd_weight}, distill_weight {self.distill_weight})")
         if not 0.0 < self.rtd_mask_ratio < 1.0:
             raise ValueError(f"rtd_mask_ratio must be in (0, 1), not {self.rtd_mask_ratio}")
 
@@ -152,6 +156,7 @@ class SimCSEModel(nn.Module):
         self.momentum_encoder = None  # ESimCSE
         # A saved model whose loss is not registered in this process still embeds; only training needs the loss.
         self.loss_fn = build_loss(config, hidden) if config.loss in (*LOSSES, "auto") else None
+        self.teacher = None  # distillation towards the start
 
     @property
     def _keys_to_ignore_on_save(self) -> list[str]:
@@ -194,6 +199,8 @@ class SimCSEModel(nn.Module):
                 model.head.load_state_dict(saved.state_dict())
         if isinstance(model.loss_fn, QueueInfoNCELoss) and config.queue_size > 0:
             model.momentum_encoder = MomentumEncoder(encoder, config.momentum)
+        if config.distill_weight > 0:  # after the head is loaded: the teacher is the start as it will be scored
+            model.teacher = FrozenStart(encoder, model.head)
         return model
 
     @classmethod
@@ -294,12 +301,28 @@ class SimCSEModel(nn.Module):
         config = self.config
         if self.momentum_encoder is not None and self.training:
             self._refresh_queue(anchor_ids, anchor_mask, anchor_types)
+        if self.teacher is not None and self.training:
+            loss = loss + self.distill_loss(vectors[:, 0], self.teacher_vectors(anchor_ids, anchor_mask, anchor_types))
         if self.mlm_head is not None and mlm_input_ids is not None and config.mlm_weight > 0:
             loss = loss + config.mlm_weight * self.mlm_loss(mlm_input_ids, anchor_mask, mlm_labels)
         if self.discriminator is not None and self.training and config.rtd_weight > 0:
             corrupted, replaced = replace_tokens(anchor_ids, anchor_mask, config.rtd_mask_ratio)
             loss = loss + config.rtd_weight * self.discriminator(corrupted, anchor_mask, vectors[:, 0], replaced)
         return {"loss": loss, "embeddings": vectors}
+
+    @torch.no_grad()
+    def teacher_vectors(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The starting model's training-time vectors (through its head where the student trains with one)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        vectors = self._pool(self.teacher.encoder, kwargs)
+        return self.teacher.head(vectors) if self.teacher.head is not None else vectors
+
+    def distill_loss(self, anchor_vectors: torch.Tensor, teacher_vectors: torch.Tensor) -> torch.Tensor:
+        """``distill_weight`` x the similarity distillation of this batch's anchors (GradCache calls it too)."""
+        return self.config.distill_weight * similarity_distillation(anchor_vectors, teacher_vectors,
+                                                                    self.config.temperature)
 
     @torch.no_grad()
     def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:

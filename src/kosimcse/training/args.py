@@ -44,6 +44,15 @@ class DataArguments:
                                                               "sts (scored pairs)."})
     sts_files: list[str] = field(default_factory=list, metadata={"help": "sts: pair files (default KorSTS, KLUE-STS)."})
     train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
+    documents_file: str | None = field(default=None, metadata={"help": (
+        "unsup: documents.jsonl from `kosimcse prepare`: document-aware positives (training/documents.py) instead of "
+        "train_file; held-out documents (heldout.jsonl beside it) are never used.")})
+    ict_ratio: float = field(default=0.5, metadata={"help": "documents_file: share of positives taken from the "
+                                                            "anchor's document; the rest are dropout positives."})
+    document_positive: str = field(default="rest", metadata={"help": "documents_file: rest (ICT: the document "
+                                                                     "without the anchor) or crop (a random span)."})
+    passage_max_length: int = field(default=128, metadata={"help": "documents_file: truncation of the document "
+                                                                   "positives in tokens."})
     nli_file: str | None = field(default=None, metadata={"help": "sup: KLUE-NLI train (DACON CP949 CSV or JSON)."})
     # Without train_file the run prepares its corpus: kowiki (prepare_seed), STS train sentences, these sources.
     prepare_sources: list[str] = field(default_factory=list)

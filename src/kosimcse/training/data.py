@@ -49,6 +49,10 @@ def sts_pair_dataset(pairs):
 def build_train_dataset(dargs, targs):
     """The training examples of ``dargs.objective`` (``DataArguments``): a seeded random subset when limited."""
     kind, limit = OBJECTIVES.get(dargs.objective), dargs.max_train_sentences
+    if dargs.documents_file:
+        from kosimcse.training.documents import document_dataset
+
+        return document_dataset(dargs, seed=targs.seed)
     if kind == "sentences":
         ds = sentence_dataset(dargs.train_file or _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus"))
     elif kind == "triplets":
@@ -118,33 +122,35 @@ class ContrastiveCollator:
     mlm_probability: float = 0.0
     dup_rate: float = 0.0  # ESimCSE word repetition of the positive view (unsupervised batches only)
     template: str = ""  # PromptBERT: every sentence goes into this template
+    passage_max_length: int | None = None  # document-aware positives (training/documents.py): their own truncation
 
     def __post_init__(self):
         self._mlm = None
         if self.mlm_probability > 0:
             self._mlm = DataCollatorForLanguageModeling(self.tokenizer, mlm=True, mlm_probability=self.mlm_probability)
 
-    def _tokenize(self, texts: list[str], dup_rate: float = 0.0) -> dict:
-        return encode_batch(self.tokenizer, texts, self.max_length, self.prefix, self.template, dup_rate)
+    def _tokenize(self, texts: list[str], dup_rate: float = 0.0, max_length: int | None = None) -> dict:
+        return encode_batch(self.tokenizer, texts, max_length or self.max_length, self.prefix, self.template, dup_rate)
+
+    def _stack(self, encs: list[dict]) -> dict:
+        """Views tokenised apart -> ``[batch, views, length]``, each padded to the longest view."""
+        width = max(e["input_ids"].size(1) for e in encs)
+
+        def pad(t: torch.Tensor, key: str) -> torch.Tensor:
+            value = self.tokenizer.pad_token_id if key == "input_ids" else 0
+            return t if t.size(1) == width else torch.nn.functional.pad(t, (0, width - t.size(1)), value=value)
+
+        return {k: torch.stack([pad(e[k], k) for e in encs], dim=1) for k in encs[0]}
 
     def __call__(self, examples: list[dict]) -> dict:
         if "text" in examples[0]:
             texts = [e["text"] for e in examples]
             enc = self._tokenize(texts)
-            second = self._tokenize(texts, self.dup_rate) if self.dup_rate > 0 else enc
-            width = max(enc["input_ids"].size(1), second["input_ids"].size(1))
-
-            def pad(t: torch.Tensor, key: str) -> torch.Tensor:
-                if t.size(1) == width:
-                    return t
-                return torch.nn.functional.pad(t, (0, width - t.size(1)),
-                                               value=self.tokenizer.pad_token_id if key == "input_ids" else 0)
-
-            batch = {k: torch.stack([pad(enc[k], k), pad(second[k], k)], dim=1) for k in enc}
+            batch = self._stack([enc, self._tokenize(texts, self.dup_rate) if self.dup_rate > 0 else enc])
         else:
             views = ("anchor", "positive", "negative") if "negative" in examples[0] else ("anchor", "positive")
-            enc = self._tokenize([e[v] for v in views for e in examples])
-            batch = {k: v.view(len(views), len(examples), -1).transpose(0, 1).contiguous() for k, v in enc.items()}
+            batch = self._stack([self._tokenize([e[v] for e in examples], max_length=self.passage_max_length
+                                                if v == "positive" else None) for v in views])
             if "score" in examples[0]:
                 batch["scores"] = torch.tensor([float(e["score"]) for e in examples], dtype=torch.float32)
         if self._mlm is not None:

@@ -20,6 +20,7 @@ from kosimcse.modeling.model import SimCSEModel, head_setting_problem
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments, load_recipe, read_recipe
 from kosimcse.training.checkpoints import resume_checkpoint
 from kosimcse.training.data import OBJECTIVES, ContrastiveCollator, build_train_dataset
+from kosimcse.training.documents import document_setting_problems
 from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, has_finite_weights
 
 BEST_DIR = "best"
@@ -79,7 +80,7 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
          "the MLM / replaced-token auxiliary losses are not supported with GradCache; set grad_cache_chunk_size 0 or "
          "the auxiliary weight (mlm_weight / rtd_weight) 0"),
     ]
-    problems += [why for refused, why in checks if refused and why]
+    problems += [why for refused, why in checks if refused and why] + document_setting_problems(dargs)
     if problems:
         raise KoSimCSEError("; ".join(problems))
     return loss
@@ -162,7 +163,8 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
                                    mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
                                    dup_rate=margs.dup_rate if dargs.objective == "esimcse" else 0.0,
-                                   template=model.config.prompt_template if model.config.is_prompt else "")
+                                   template=model.config.prompt_template if model.config.is_prompt else "",
+                                   passage_max_length=dargs.passage_max_length if dargs.documents_file else None)
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, data_collator=collator,
                             sts_evaluator=build_evaluator(dargs), tokenizer=tokenizer, domain_docs=_domain_docs(dargs))
     resume = resume_checkpoint(resume_from_checkpoint, targs.output_dir)

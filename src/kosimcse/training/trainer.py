@@ -134,10 +134,18 @@ class SimCSETrainer(Trainer):
         keys = ("input_ids", "attention_mask", "token_type_ids")
         flat = {k: inputs[k].reshape(batch * views, -1) for k in keys if k in inputs}
 
+        teacher = None
+        if getattr(core, "teacher", None) is not None:  # distillation: the start's anchor vectors, once per batch
+            with self.accelerator.autocast():
+                teacher = core.teacher_vectors(*(inputs[k][:, 0] if k in inputs else None
+                                                 for k in ("input_ids", "attention_mask", "token_type_ids")))
+
         def loss_on(reps):
             reps = reps.view(batch, views, -1)
             scores = (inputs["scores"],) if "scores" in inputs else ()  # CoSENT/AnglE
             loss = core.loss_fn(*(reps[:, v] for v in range(views)), *scores)
+            if teacher is not None:
+                loss = loss + core.distill_loss(reps[:, 0], teacher)
             return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
 
         # Embedding through the (DDP-wrapped) module's forward lets DDP prepare its gradient reduction.

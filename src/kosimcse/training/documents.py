@@ -1,0 +1,104 @@
+"""Document-aware positives for unsupervised training: each example is (anchor, positive) from one document.
+
+The anchor is one of the document's sentences, or its title. The positive is, with probability ``ict_ratio``,
+a context from the same document (ICT: the rest of the document, the anchor removed; or ``crop``: a random
+contiguous span of the other sentences, as Contriever crops) and otherwise the anchor itself, which dropout makes
+a positive as in classic SimCSE. A document with nothing left besides the anchor always gets the dropout positive.
+
+Examples are drawn lazily from the documents, so a corpus of millions of sentences holds no text twice; an example's
+draws depend only on the seed and its index, so DDP ranks, GradCache's replays and resumed runs see the same pairs.
+Documents held out for the label-free domain score (``heldout.jsonl`` beside the documents file, as ``kosimcse
+prepare`` writes it) never become examples, whatever the documents file holds.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kosimcse.errors import KoSimCSEError
+
+POSITIVES = ("rest", "crop")
+HELDOUT_NAME = "heldout.jsonl"
+# Characters kept of a context before tokenising: well over ``passage_max_length`` tokens, so truncation is the
+# tokenizer's, while a long article is not tokenised whole.
+CHARS_PER_TOKEN = 8
+
+
+class DocumentPairs(torch.utils.data.Dataset):
+    """``{"anchor", "positive"}`` examples over documents (``kosimcse.data.documents.Document``)."""
+
+    def __init__(self, docs, ict_ratio: float = 0.5, positive: str = "rest", seed: int = 42, limit: int | None = None,
+                 passage_max_length: int = 128):
+        if not 0.0 <= ict_ratio <= 1.0:
+            raise KoSimCSEError(f"ict_ratio must be in [0, 1], not {ict_ratio}")
+        if positive not in POSITIVES:
+            raise KoSimCSEError(f"document_positive must be one of {', '.join(POSITIVES)}, not {positive!r}")
+        self.docs, self.ict_ratio, self.positive, self.seed = list(docs), ict_ratio, positive, seed
+        self.max_chars = CHARS_PER_TOKEN * passage_max_length
+        # One anchor per sentence and title: (document, unit), unit -1 being the title.
+        anchors = [(d, u) for d, doc in enumerate(self.docs) for u in range(-1 if doc.title else 0, len(doc.sentences))]
+        self.anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 2)
+        if limit is not None and limit < len(self.anchors):
+            pick = np.random.default_rng(seed).permutation(len(self.anchors))[:limit]
+            self.anchors = self.anchors[np.sort(pick)]
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def __getitem__(self, index: int) -> dict:
+        d, u = (int(x) for x in self.anchors[index])
+        doc = self.docs[d]
+        anchor = doc.title if u < 0 else doc.sentences[u]
+        others = doc.sentences if u < 0 else doc.sentences[:u] + doc.sentences[u + 1:]
+        rng = random.Random(self.seed * 1_000_003 + index)
+        if not others or rng.random() >= self.ict_ratio:
+            return {"anchor": anchor, "positive": anchor}
+        if self.positive == "crop":  # 10-50% of the other sentences, contiguous
+            n = len(others)
+            size = rng.randint(max(1, n // 10), max(1, n // 2))
+            start = rng.randint(0, n - size)
+            others = others[start:start + size]
+        return {"anchor": anchor, "positive": " ".join(others)[: self.max_chars]}
+
+
+def heldout_ids(documents_file: str | Path) -> set[str]:
+    """Ids of the held-out documents ``kosimcse prepare`` wrote beside ``documents_file`` (none: empty)."""
+    from kosimcse.data.documents import iter_documents
+
+    path = Path(documents_file).with_name(HELDOUT_NAME)
+    return {doc.id for doc in iter_documents(path)} if path.is_file() else set()
+
+
+def document_dataset(dargs, seed: int = 42) -> DocumentPairs:
+    """The training pairs of ``dargs.documents_file``, held-out documents left out."""
+    from kosimcse.data.documents import iter_documents
+
+    path = Path(dargs.documents_file)
+    if not path.is_file():
+        raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
+    held = heldout_ids(path)
+    docs = [doc for doc in iter_documents(path) if doc.id not in held]
+    pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed, dargs.max_train_sentences,
+                          dargs.passage_max_length)
+    if not len(pairs):
+        raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
+    return pairs
+
+
+def document_setting_problems(dargs) -> list[str]:
+    """Document options that could not take effect with the rest of the data options."""
+    defaults = type(dargs).__dataclass_fields__
+    changed = [n for n in ("ict_ratio", "document_positive", "passage_max_length")
+               if getattr(dargs, n) != defaults[n].default]
+    if not dargs.documents_file:
+        return [f"{', '.join(changed)} take effect only with documents_file; set it or remove them"] if changed else []
+    problems = []
+    if dargs.objective != "unsup":
+        problems.append(f"documents_file trains objective unsup (anchor, positive) pairs, not {dargs.objective}")
+    if dargs.train_file:
+        problems.append("set either documents_file (document-aware positives) or train_file (sentences), not both")
+    return problems

@@ -1,0 +1,35 @@
+"""benchmarks/domain.py end to end on a tiny model: results are data only, accumulate per run, and render."""
+
+import json
+
+import pytest
+
+from helpers import make_tiny_model_dir
+from kosimcse.data.documents import Document, write_documents
+
+SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
+             "오늘 날씨가 정말 좋네요.", "아이들이 공원에서 뛰어 놀고 있다.", "그 영화는 생각보다 재미있었다.",
+             "비행기가 이륙하고 있다.", "한 여자가 피아노를 연주한다."]
+
+
+@pytest.mark.slow
+def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
+    from benchmarks import domain
+
+    model = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    docs = [Document(f"d{i}", f"제목 {i}", SENTENCES[i % 8:] + SENTENCES[:i % 8]) for i in range(12)]
+    write_documents(corpus / "documents.jsonl", docs[:8])
+    write_documents(corpus / "heldout.jsonl", docs[8:])
+    common = ["--corpus", f"toy={corpus}", "--model", str(model), "--steps", "2", "--eval-steps", "0", "--batch", "4",
+              "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    domain.main([*common, "--settings", "ict_distill"])
+    domain.main([*common, "--settings", "ict_distill", "dropout"])  # the finished run is kept, one more is added
+    data = json.loads((tmp_path / "results" / "domain_adaptation.json").read_text())["data"]
+    assert list(data["runs"]["toy"]) == ["ict_distill", "dropout"]
+    run = data["runs"]["toy"]["ict_distill"]["42"]
+    assert run["steps"] == 2 and 0 <= run["domain"]["mrr@10"] <= 100 and run["domain"]["queries"] == 4
+    assert data["corpora"]["toy"]["heldout_documents"] == 4 and "korsts-test" in data["start_sts"]
+    text = "\n".join(domain.render_section(data))
+    assert "ICT (50%) + dropout + distillation" in text and "dropout only" in text and "Acceptance" in text
