@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from kosimcse.evaluation.similarity import cosine_matrix
-from kosimcse.modeling.losses import gather_keep_local_grad, scale_gradient, world
+from kosimcse.modeling.losses import gather_keep_local_grad, global_loss
 
 
 class FrozenStart(nn.Module):
@@ -35,10 +35,9 @@ class FrozenStart(nn.Module):
 def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(teacher || student) between the row softmaxes of each side's ``[n, n]`` cosine matrix over the global batch,
     the diagonal (always 1) left out; 0 when the two sides' cosines agree."""
-    _, size = world()
     student, teacher = gather_keep_local_grad(student), gather_keep_local_grad(teacher.detach())
     n = student.size(0)
     off = ~torch.eye(n, dtype=torch.bool, device=student.device)
     rows = lambda v: (cosine_matrix(v, v)[off].view(n, n - 1) / temperature).log_softmax(-1)  # noqa: E731
     loss = nn.functional.kl_div(rows(student), rows(teacher), log_target=True, reduction="batchmean")
-    return scale_gradient(loss, size)
+    return global_loss(loss)
