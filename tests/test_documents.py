@@ -91,6 +91,16 @@ def test_retrieval_pairs_title_or_ict_and_skips():
     assert queries[1] in ("a.", "b.", "c.") and queries[1] not in passages[1].split()
     assert sorted(passages[1].split() + [queries[1]]) == ["a.", "b.", "c."]
     assert len(queries) == 2 and retrieval_pairs(docs, seed=3) == (queries, passages)
+    # queries="ict": the titled document gives a sentence of its own as the query, like an untitled one
+    ict_queries, ict_passages = retrieval_pairs(docs, seed=3, kind="ict")
+    assert ict_queries[0] in ("본문 하나.", "본문 둘.") and ict_queries[0] not in ict_passages[0]
+    assert sorted([ict_queries[0], ict_passages[0]]) == ["본문 둘.", "본문 하나."]
+
+
+def test_domain_scores_refuses_an_unknown_query_kind():
+    docs = [Document(str(i), None, ["가.", "나."]) for i in range(3)]
+    with pytest.raises(KoSimCSEError, match="queries must be"):
+        domain_scores(lambda t, m: np.ones((len(t), 2)), docs, queries="title")
 
 
 def _bag_encoder(vocab: list[str]):

@@ -15,14 +15,14 @@ from kosimcse.errors import KoSimCSEError
 Encode = Callable[[list[str], int], np.ndarray]
 
 
-def retrieval_pairs(docs: Sequence[Document], seed: int = 0) -> tuple[list[str], list[str]]:
-    """One (pseudo-query, passage) per document: title -> body where a document has a title, else the Inverse Cloze
-    Task (a seeded random sentence -> the rest, joined with spaces). A document with no title and fewer than 2
-    sentences gives no pair."""
+def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto") -> tuple[list[str], list[str]]:
+    """One (pseudo-query, passage) per document: title -> body where a document has a title (unless ``kind`` is
+    ``ict``), else the Inverse Cloze Task (a seeded random sentence -> the rest, joined with spaces). A document
+    without a usable title and with fewer than 2 sentences gives no pair."""
     rng = random.Random(seed)
     queries, passages = [], []
     for doc in docs:
-        if doc.title and doc.sentences:
+        if doc.title and doc.sentences and kind != "ict":
             queries.append(doc.title)
             passages.append(" ".join(doc.sentences))
         elif len(doc.sentences) >= 2:
@@ -33,11 +33,14 @@ def retrieval_pairs(docs: Sequence[Document], seed: int = 0) -> tuple[list[str],
 
 
 def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path, seed: int = 0,
-                  passage_max_length: int = 256, query_max_length: int = 64) -> dict:
+                  passage_max_length: int = 256, query_max_length: int = 64, queries: str = "auto") -> dict:
     """Retrieve every query's own passage among all passages of the pool (cosine similarity); scores x100, with the
     standard error of MRR@10 over queries."""
     docs = load_documents(docs_or_path) if isinstance(docs_or_path, (str, Path)) else docs_or_path
-    queries, passages = retrieval_pairs(docs, seed)
+    kind = queries
+    if kind not in ("auto", "ict"):
+        raise KoSimCSEError(f"queries must be auto (titles where there are some) or ict, not {kind!r}")
+    queries, passages = retrieval_pairs(docs, seed, kind)
     skipped = len(docs) - len(queries)
     if len(queries) < 2:
         raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(queries)} "
