@@ -247,6 +247,24 @@ def _ict(runs: list[dict], start: dict | None = None) -> str:
     return _cell(values, start["domain_ict"]["mrr@10"] if start and start.get("domain_ict") else None)
 
 
+def target_values(d: dict) -> list[tuple]:
+    """``(what, measured, target, note, start kept)`` per corpus and setting, for the page's targets table."""
+    rows = []
+    for corpus, by_setting in d["runs"].items():
+        start = d["corpora"][corpus]["start"]["domain"]["mrr@10"]
+        for setting, by_seed in by_setting.items():
+            runs = list(by_seed.values())
+            if not runs:
+                continue
+            what, kept = f"({corpus}, {LABELS.get(setting, setting)})", all(r["kept_initial_model"] for r in runs)
+            note = f"seeds {', '.join(by_seed)}; {runs[0]['steps']} steps; {NAME}"
+            rows.append((f"domain MRR@10 gain over e5-small {what}",
+                         _mean([r["domain"]["mrr@10"] for r in runs]) - start, MRR_GAIN, note, kept))
+            rows.append((f"domain recipe, KorSTS test {what}",
+                         _mean([r["results"]["korsts-test"]["cosine_spearman"] for r in runs]), UNSUP_FLOOR, note, kept))
+    return rows
+
+
 def _get(results: dict, task: str) -> float | None:
     return results[task]["cosine_spearman"] if task in results else None
 

@@ -115,6 +115,11 @@ def target_rows(results_dir: Path) -> list[tuple]:
             rows.append(_row(f"unsupervised/domain row, KorSTS test ({name.removeprefix('train_')})", test,
                              UNSUP_TARGET, name, kept))
     rows += onnx_speed_targets(results_dir)
+    domain = _load(results_dir, "domain_adaptation")
+    if domain:
+        from benchmarks.domain import target_values
+
+        rows += [_row(*values) for values in target_values(domain["data"])]
     return rows
 
 
