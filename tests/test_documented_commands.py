@@ -159,8 +159,6 @@ def _cli_argv(argv: list[str]) -> list[str] | None:
     if len(argv) >= 3 and re.fullmatch(r"(\.venv/bin/)?python3?", argv[0]) and argv[1] == "-m":
         if argv[2] == "kosimcse":
             return argv[3:]
-        if argv[2] in ("kosimcse.training.run", "kosimcse.cli.train"):  # documented aliases of `kosimcse train`
-            return ["train", *argv[3:]]
     return None
 
 

@@ -284,6 +284,27 @@ def test_sts_training_refuses_the_files_the_evaluator_reads(tmp_path, monkeypatc
         read_sts_pairs(DataArguments(sts_files=[str(pairs)], data_dir=str(tmp_path)))
 
 
+def test_nli_training_reads_each_format_and_only_the_dacon_train_rows(tmp_path):
+    from kosimcse.training.args import DataArguments
+    from kosimcse.training.data import read_triplets
+
+    def triplets(name, text, encoding="utf-8"):
+        (tmp_path / name).write_text(text, encoding=encoding)
+        return [(t.anchor, t.positive, t.negative) for t in
+                read_triplets(DataArguments(nli_file=str(tmp_path / name), data_dir=str(tmp_path)))]
+
+    # DACON index >= 24,998 is KLUE-NLI dev: its premise has both labels but must not become a triplet.
+    dacon = ("index,premise,hypothesis,label\n0,가,나,entailment\n1,가,다,contradiction\n"
+             "24998,라,마,entailment\n24999,라,바,contradiction\n")
+    assert triplets("nli.csv", dacon, "cp949") == [("가", "나", "다")]
+    assert triplets("nli.json", '[{"premise": "가", "hypothesis": "나", "gold_label": "entailment"}, '
+                    '{"premise": "가", "hypothesis": "다", "gold_label": "contradiction"}]') == [("가", "나", "다")]
+    assert triplets("nli.tsv", "sentence1\tsentence2\tgold_label\n가\t나\tentailment\n"
+                    "가\t다\tcontradiction\n") == [("가", "나", "다")]
+    with pytest.raises(KoSimCSEError, match="NLI format of .*nli.txt"):
+        triplets("nli.txt", "가\t나\tentailment\n")
+
+
 # ---- SimCSE + MLM auxiliary ---------------------------------------------------------------------------------
 def test_mlm_auxiliary_loss_runs_and_decreases(tiny, tok):
     torch.manual_seed(0)

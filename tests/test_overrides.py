@@ -101,16 +101,15 @@ def test_bad_value_is_one_error_line_from_the_real_cli(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["kosimcse.training.run", "kosimcse.cli.train"])
-def test_other_entry_points_are_aliases_of_kosimcse_train(module, monkeypatch, capsys):
+def test_kosimcse_train_is_the_one_training_entry_point(module, monkeypatch, capsys):
+    """Run as `python -m`, the modules behind `kosimcse train` only define it: they neither parse nor train."""
     monkeypatch.setattr(sys, "argv", [module, "--max_steps", "many"])
     parent, _, leaf = module.rpartition(".")
     if module in sys.modules:  # the re-import below rebinds the package attribute: put the original back afterwards
         monkeypatch.setattr(sys.modules[parent], leaf, sys.modules[module])
     monkeypatch.delitem(sys.modules, module, raising=False)  # as a fresh `python -m` would find it
-    with pytest.raises(SystemExit) as info:
-        runpy.run_module(module, run_name="__main__")
-    assert info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: option --max_steps expects an integer, not 'many'"
+    runpy.run_module(module, run_name="__main__")  # an alias would exit 2 on the bad --max_steps
+    assert capsys.readouterr().err == ""
 
 
 def test_setting_check_is_one_error_line(tmp_path, capsys):

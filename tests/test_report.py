@@ -121,6 +121,16 @@ def test_report_without_model_keeps_what_it_can(tmp_path):
         build_report(run, sample=5000)
 
 
+def test_page_skeleton_escapes_title_folder_and_notes():
+    from kosimcse.report.html import Report
+
+    page = render_html(Report(run_dir=__import__("pathlib").Path("runs/<i>"), notes=["<b>bad</b> & co"]),
+                       title="<script>x</script>")
+    assert "<script>" not in page and "<i>" not in page and "<b>" not in page
+    assert "<title>&lt;script&gt;x&lt;/script&gt;</title>" in page and "&lt;b&gt;bad&lt;/b&gt; &amp; co" in page
+    assert "<code>runs/&lt;i&gt;</code>" in page and page.rstrip().endswith("</body></html>")
+
+
 def test_curves_survive_nan_evaluations():
     from kosimcse.report.plots import png_bytes, training_curves
 

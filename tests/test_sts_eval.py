@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +77,13 @@ def test_constant_similarity_gives_nan_not_an_exception():
     assert math.isnan(metrics["cosine_pearson"])
     assert "n/a" in markdown_table({"collapsed": metrics})
     assert '"cosine_pearson": null' in metrics_json({"t": metrics})
+
+
+def test_metrics_json_is_strict_json():
+    """inf is not JSON either (Python would write Infinity); paths, as the CLI passes them, become strings."""
+    text = metrics_json({"t": {"cosine_pearson": float("inf")}}, model=Path("runs/x"))
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}")) == {
+        "model": str(Path("runs/x")), "results": {"t": {"cosine_pearson": None}}}
 
 
 def test_metrics_reject_mismatched_inputs():

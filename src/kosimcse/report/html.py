@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import markdown
 import numpy as np
+from markupsafe import Markup
 
 from kosimcse.errors import KoSimCSEError
 from kosimcse.evaluation import geometry
@@ -243,24 +245,9 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
 
 
 # ---- HTML: each section is (anchor, title, body function); a body of None leaves the section out ----------------
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Malgun Gothic", sans-serif;
-       max-width: 1180px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #1f77b4; padding-bottom: .2em; }
-h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; }
-th { background: #f3f6fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.delta td { font-weight: 600; }
-img { max-width: 100%; border: 1px solid #eee; }
-.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .4em .8em; }
-.muted { color: #666; font-size: .9em; }
-nav a { margin-right: 1em; }
-table.nn { width: 100%; table-layout: fixed; }
-table.nn td { vertical-align: top; }
-"""
+# The page skeleton and CSS are a template; section bodies are built here and escaped with _esc.
+_PAGE = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), autoescape=True,
+                           trim_blocks=True, keep_trailing_newline=True).get_template("page.html")
 
 
 def _esc(value) -> str:
@@ -397,18 +384,10 @@ SECTIONS = [
 
 
 def render_html(report: Report, title: str | None = None) -> str:
-    title = title or f"KoSimCSE report: {report.run_dir.name}"
-    sections = [(anchor, heading.format_map(report.data), body) for anchor, heading, render in SECTIONS
+    sections = [(anchor, heading.format_map(report.data), Markup(body)) for anchor, heading, render in SECTIONS
                 if (body := render(report)) is not None]
-    parts = [f"<h1>{_esc(title)}</h1>", f"<p class='muted'>Run folder: <code>{_esc(report.run_dir)}</code></p>",
-             "<nav>" + "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t, _ in sections) + "</nav>",
-             "".join(f"<p class='note'>{_esc(n)}</p>" for n in report.notes)]
-    parts += [f'<section id="{a}"><h2>{_esc(t)}</h2>\n{b}\n</section>' for a, t, b in sections]
-    if timings := report.data.get("timings"):
-        parts.append("<p class='muted'>Report encoding time: "
-                     + ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in timings.items()) + "</p>")
-    return ("<!DOCTYPE html>\n<html lang=\"ko\"><head><meta charset=\"utf-8\">"
-            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return _PAGE.render(title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir,
+                        notes=report.notes, sections=sections, timings=report.data.get("timings"))
 
 
 def write_report(run_dir, out=None, before_model=None, domain_texts=None, **options) -> Path:

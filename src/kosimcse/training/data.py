@@ -76,8 +76,7 @@ def read_sts_pairs(dargs) -> list:
         words = set(re.split(r"[_\-.]", path.stem.lower()))
         if path.resolve() in held_out or {"dev", "test", "val", "validation"} & words:
             raise KoSimCSEError(f"{path} is an evaluation set; STS training reads train files only")
-        pairs.extend({".tsv": readers.read_korsts, ".json": readers.read_klue_sts_json}.get(
-            path.suffix, readers.read_klue_sts_csv)(path))
+        pairs.extend(readers.sts_reader(path)(path))
     if not pairs:
         raise KoSimCSEError("no STS training pairs were read")
     return pairs
@@ -86,11 +85,7 @@ def read_sts_pairs(dargs) -> list:
 def read_triplets(dargs) -> list:
     """(anchor, entailment, contradiction) triplets from the NLI training file (KLUE-NLI by default)."""
     path = Path(dargs.nli_file or data_dir(dargs.data_dir) / "nli/klue-nli-train-dacon/benchmark_train_data.csv")
-    if path.suffix == ".csv":
-        pairs = readers.read_klue_nli_dacon_csv(path, split="train")  # the dev rows never enter training
-    else:
-        pairs = (readers.read_klue_nli_json if path.suffix == ".json" else readers.read_xnli_tsv)(path)
-    triplets = build_triplets(list(pairs))
+    triplets = build_triplets(list(readers.nli_reader(path)(path)))  # a DACON file gives its train rows only
     if not triplets:
         raise KoSimCSEError("no NLI triplets: the file has no premise with both an entailment and a contradiction")
     return triplets

@@ -275,8 +275,3 @@ def train_stages(path: str | Path, overrides: dict | None = None, resume: bool =
                           "stage": name})
     return summaries
 
-
-if __name__ == "__main__":  # an alias of `kosimcse train RECIPE [--resume] [--key value | --STAGE.key value]`
-    from kosimcse.cli import main
-
-    main(["train", *sys.argv[1:]])
