@@ -139,3 +139,16 @@ def test_a_saved_normalize_is_applied_everywhere(tiny_dir, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     theirs = SentenceTransformer(str(out), device="cpu").encode(TEXTS)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_a_truncation_past_the_models_positions_is_capped_at_the_tokenizers_limit(tiny_dir):
+    """The domain score asks for 256-token passages; a model that reads 128 positions embeds them cut at 128 rather
+    than crashing in the position embeddings."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = SimCSEModel.from_encoder(str(tiny_dir), SimCSEConfig(pooler="avg"))
+    long_text = " ".join(TEXTS * 40)
+    assert len(tok(long_text)["input_ids"]) > tok.model_max_length
+    capped = model.encode(tok, [long_text], max_length=4 * tok.model_max_length)
+    np.testing.assert_allclose(capped, model.encode(tok, [long_text], max_length=tok.model_max_length), atol=1e-6)

@@ -260,7 +260,9 @@ class SimCSEModel(nn.Module):
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
         texts, config = list(texts), self.config
-        max_length = max_length or config.embed_max_length
+        # Never past what the model reads (a 256-token passage for a 128-position encoder): the tokenizer's limit.
+        limit = getattr(tokenizer, "model_max_length", None)
+        max_length = min(max_length or config.embed_max_length, limit if limit and limit < 1e6 else 1 << 30)
         prefix = config.prefix if prefix is None else prefix
         normalize = config.normalize if normalize is None else normalize
         template = config.prompt_template if config.is_prompt else ""
