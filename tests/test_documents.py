@@ -162,5 +162,19 @@ def test_prepare_keeps_heldout_documents_out_of_training(tmp_path):
                                   "fraction": 0.3, "seed": 7, "guarded_sentences_removed": 0}
     assert stats["sources"]["kowiki"]["dropped"]["leaked"] == 1
 
+    # a reposted petition: a held-out title reaches no training document (titles are anchors there)
+    pets = tmp_path / "pets"
+    pets.mkdir()
+    (pets / pet.name).write_bytes(pet.read_bytes())
+    (pets / "petitions_2019-05").write_text("".join(json.dumps(
+        {"petition_idx": f"re{i}", "title": f"{held[0]}번 청원 제목", "content": f"다시 올린 {i}번째 청원입니다."},
+        ensure_ascii=False) + "\n" for i in range(3)), encoding="utf-8")
+    again = CliRunner().invoke(command, ["--out", str(tmp_path / "again"), "--no-seed", "--no-sts", "--domain",
+                                         f"petitions:{pets}", "--heldout", "0.3", "--heldout-seed", "7",
+                                         "--quiet", "--json"])
+    assert again.exit_code == 0, again.output
+    titles = {d.title for d in load_documents(tmp_path / "again" / "documents.jsonl")}
+    assert f"{held[0]}번 청원 제목" not in titles and f"{training[0].id}번 청원 제목" in titles
+
     bad = CliRunner().invoke(command, ["--out", str(out), "--source", f"kowiki:{wiki}", "--heldout", "0.1"])
     assert isinstance(bad.exception, KoSimCSEError) and "--domain" in str(bad.exception)
