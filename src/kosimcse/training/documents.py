@@ -81,6 +81,8 @@ def document_dataset(dargs, seed: int = 42) -> DocumentPairs:
     if not path.is_file():
         raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
     held = heldout_ids(path)
+    if dargs.eval_domain:  # the documents scored during training, wherever that file lies
+        held |= {doc.id for doc in iter_documents(dargs.eval_domain)}
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
     pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed, dargs.max_train_sentences,
                           dargs.passage_max_length)
