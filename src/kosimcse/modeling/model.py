@@ -161,7 +161,8 @@ class SimCSEModel(nn.Module):
     @property
     def _keys_to_ignore_on_save(self) -> list[str]:
         # Read by the Trainer on resume: missing keys equal to this list are tied twins, not lost weights.
-        return aliased_names(self.state_dict())
+        # The distillation teacher is a frozen copy of the start, rebuilt by from_encoder: never saved.
+        return aliased_names(self.state_dict()) + [k for k in self.state_dict() if k.startswith("teacher.")]
 
     def tie_weights(self) -> None:
         """Nothing to redo: tied tensors are one shared Parameter, which loading a state dict fills in place."""

@@ -84,7 +84,8 @@ class SimCSETrainer(Trainer):
         # safetensors refuses tensors sharing memory (the MLM decoder and DiffCSE's discriminator share the word
         # embeddings): save one copy; loading fills the shared Parameter, _keys_to_ignore_on_save silences the gap.
         state_dict = dict(self.model.state_dict() if state_dict is None else state_dict)
-        for name in aliased_names(state_dict):
+        # The distillation teacher (a frozen copy of the start) is rebuilt on resume: not saved either.
+        for name in aliased_names(state_dict) + [k for k in state_dict if k.startswith("teacher.")]:
             del state_dict[name]
         super()._save(output_dir, state_dict=state_dict)
 
