@@ -93,8 +93,29 @@ def test_heldout_documents_never_become_training_pairs(tmp_path):
     assert not [t for t in texts if any(h in t for h in hidden)]
 
 
+def test_the_documents_scored_during_training_never_train(tmp_path):
+    """eval_domain may name a pool other than the heldout.jsonl beside documents_file: its documents stay out too."""
+    from kosimcse.training.run import build_train_dataset
+
+    corpus = docs(title=True)
+    write_documents(tmp_path / "documents.jsonl", corpus)
+    write_documents(tmp_path / "other-pool.jsonl", corpus[:2])
+    _, dargs, targs = _args(tmp_path, documents_file=str(tmp_path / "documents.jsonl"), ict_ratio=0.7,
+                            eval_domain=str(tmp_path / "other-pool.jsonl"))
+    data = build_train_dataset(dargs, targs)
+    titles, sentences = {d.title for d in corpus[:2]}, {s for d in corpus[:2] for s in d.sentences}
+    texts = [text for i in range(len(data)) for text in data[i].values()]
+    assert texts and not [t for t in texts if t in titles or any(h in t for h in sentences)]
+
+
 def test_document_options_are_checked(tmp_path):
     from kosimcse.training.run import validate_settings
+
+    with pytest.raises(KoSimCSEError, match="distils through the training-only MLP head"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", distill_weight=1.0, pooler="cls",
+                                 mlp_only_train=True))
+    with pytest.raises(KoSimCSEError, match="selection_metric domain selects by the domain score"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", selection_metric="domain", eval_on_start=True))
 
     with pytest.raises(KoSimCSEError, match="ict_ratio take effect only with documents_file"):
         validate_settings(*_args(tmp_path, ict_ratio=0.3))
@@ -250,3 +271,15 @@ def test_training_on_documents_with_distillation_and_gradcache(tiny, tmp_path):
     assert summary["global_step"] == 3 and summary["train_sentences"] == 64
     saved = json.loads((tmp_path / "r" / "best" / "kosimcse_config.json").read_text())
     assert saved["distill_weight"] == 1.0 and not (tmp_path / "r" / "best" / "teacher").exists()
+    # the teacher is rebuilt from the start on resume: checkpoints do not carry a second copy of the encoder
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "r" / "checkpoint-3" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("encoder.") for k in keys) and not [k for k in keys if k.startswith("teacher.")]
+    resumed = train(*load_recipe(None, dict(
+        model_name_or_path=str(tiny), documents_file=str(tmp_path / "documents.jsonl"), ict_ratio=0.5,
+        passage_max_length=48, distill_weight=1.0, grad_cache_chunk_size=8, pooler="avg", output_dir=str(tmp_path / "r"),
+        per_device_train_batch_size=8, max_steps=4, eval_steps=4, save_steps=4, report_to=[], disable_tqdm=True,
+        report_tasks=["korsts-dev"], max_grad_norm=0.0, precision="fp32")), resume_from_checkpoint=True)
+    assert resumed["global_step"] == 4

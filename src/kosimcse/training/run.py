@@ -57,6 +57,12 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
     batch, chunk = targs.per_device_train_batch_size, targs.grad_cache_chunk_size
     checks = [  # (refused when true, why); a new option's check is one more row
         (True, head_setting_problem(margs.pooler, margs.mlp_only_train)),  # None when the head fits the pooler
+        # The teacher's head is the freshly initialised one, and embedding skips it: it would guard the wrong vectors.
+        (margs.distill_weight > 0 and margs.mlp_only_train,
+         "distill_weight distils through the training-only MLP head, which embedding skips; set mlp_only_train "
+         "false (or distill_weight 0)"),
+        (targs.selection_metric == "domain" and not dargs.eval_domain,
+         "selection_metric domain selects by the domain score: set eval_domain (a heldout.jsonl of kosimcse prepare)"),
         ("hard_negative_weight" in reads and margs.hard_negative_weight != 0 and kind != "triplets",
          f"hard_negative_weight {margs.hard_negative_weight} has no effect with objective {dargs.objective}: only "
          "objective sup (NLI triplets) has hard negatives; remove it"),
