@@ -38,6 +38,16 @@ def test_ict_positive_is_the_rest_of_the_anchors_document():
             assert ex["positive"] == " ".join(s for s in doc.sentences if s != ex["anchor"])
 
 
+def test_ict_positive_of_a_long_document_is_the_anchors_neighbourhood_not_its_opening():
+    long = Document("long", None, [f"문장 {j:02d} " + "가" * 60 + "." for j in range(40)])
+    pairs = DocumentPairs([long], ict_ratio=1.0, passage_max_length=32)  # 256 characters: about 3 sentences
+    positive = pairs[20]["positive"]
+    assert "문장 19" in positive and "문장 21" in positive and "문장 20" not in positive
+    assert "문장 00" not in positive and len(positive) <= 256
+    title = DocumentPairs([Document("t", "제목", long.sentences)], ict_ratio=1.0, passage_max_length=32)[0]
+    assert title["anchor"] == "제목" and title["positive"].startswith("문장 00")  # a title's context: the opening
+
+
 def test_crop_is_a_contiguous_span_of_the_other_sentences():
     pairs = DocumentPairs(docs(n=4, length=20), ict_ratio=1.0, positive="crop")
     sizes = set()

@@ -31,6 +31,19 @@ class Document:
     source: str | None = None  # the prepare source label, so one documents.jsonl can hold several sources
 
 
+def context_window(sentences: list[str], centre: int, max_chars: int) -> str:
+    """The sentences nearest ``centre`` (itself left out; -1: a title, whose context is the opening), in document
+    order, until ``max_chars``: a long document's context is the anchor's neighbourhood, not its first lines."""
+    order = sorted((i for i in range(len(sentences)) if i != centre), key=lambda i: (abs(i - centre), i))
+    picked, size = [], 0
+    for i in order:
+        if picked and size + len(sentences[i]) > max_chars:
+            break
+        picked.append(i)
+        size += len(sentences[i]) + 1
+    return " ".join(sentences[i] for i in sorted(picked))[:max_chars]
+
+
 def is_heldout(doc_id: str, fraction: float, seed: int = 0) -> bool:
     """True for a reproducible ``fraction`` of document ids: a hash, so every piece of code agrees without state."""
     if not 0.0 <= fraction <= 1.0:

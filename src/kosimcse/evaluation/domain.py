@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kosimcse.data.documents import Document, load_documents
+from kosimcse.data.documents import Document, context_window, load_documents
 from kosimcse.errors import KoSimCSEError
 
 # encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
 Encode = Callable[[list[str], int], np.ndarray]
 
 
-def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto") -> tuple[list[str], list[str]]:
+def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto",
+                    max_chars: int = 2048) -> tuple[list[str], list[str]]:
     """One (pseudo-query, passage) per document: title -> body where a document has a title (unless ``kind`` is
     ``ict``), else the Inverse Cloze Task (a seeded random sentence -> the rest, joined with spaces). A document
     without a usable title and with fewer than 2 sentences gives no pair."""
@@ -24,11 +25,11 @@ def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto")
     for doc in docs:
         if doc.title and doc.sentences and kind != "ict":
             queries.append(doc.title)
-            passages.append(" ".join(doc.sentences))
+            passages.append(context_window(doc.sentences, -1, max_chars))
         elif len(doc.sentences) >= 2:
             i = rng.randrange(len(doc.sentences))
             queries.append(doc.sentences[i])
-            passages.append(" ".join(doc.sentences[:i] + doc.sentences[i + 1:]))
+            passages.append(context_window(doc.sentences, i, max_chars))
     return queries, passages
 
 
@@ -40,7 +41,8 @@ def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path,
     kind = queries
     if kind not in ("auto", "ict"):
         raise KoSimCSEError(f"queries must be auto (titles where there are some) or ict, not {kind!r}")
-    queries, passages = retrieval_pairs(docs, seed, kind)
+    # characters well over the passage's tokens, so truncation is the tokenizer's (as in training's positives)
+    queries, passages = retrieval_pairs(docs, seed, kind, max_chars=8 * passage_max_length)
     skipped = len(docs) - len(queries)
     if len(queries) < 2:
         raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(queries)} "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kosimcse.data.documents import context_window
 from kosimcse.errors import KoSimCSEError
 
 POSITIVES = ("rest", "crop")
@@ -57,12 +58,12 @@ class DocumentPairs(torch.utils.data.Dataset):
         rng = random.Random(self.seed * 1_000_003 + index)
         if not others or rng.random() >= self.ict_ratio:
             return {"anchor": anchor, "positive": anchor}
-        if self.positive == "crop":  # 10-50% of the other sentences, contiguous
-            n = len(others)
-            size = rng.randint(max(1, n // 10), max(1, n // 2))
-            start = rng.randint(0, n - size)
-            others = others[start:start + size]
-        return {"anchor": anchor, "positive": " ".join(others)[: self.max_chars]}
+        if self.positive == "rest":  # ICT: the anchor's neighbourhood in its document
+            return {"anchor": anchor, "positive": context_window(doc.sentences, u, self.max_chars)}
+        n = len(others)  # crop: 10-50% of the other sentences, contiguous
+        size = rng.randint(max(1, n // 10), max(1, n // 2))
+        start = rng.randint(0, n - size)
+        return {"anchor": anchor, "positive": " ".join(others[start:start + size])[: self.max_chars]}
 
 
 def heldout_ids(documents_file: str | Path) -> set[str]:
