@@ -235,6 +235,7 @@ def render_section(d: dict) -> list[str]:
         f"{c}: {i['heldout_documents']} held-out documents ({i['start']['domain']['queries']} queries), "
         f"{i['documents']} training documents, passages cut at {i['passage_max_length']} tokens"
         for c, i in d["corpora"].items()) + ".")
+    parts += ["", *(f"- {note}" for note in d.get("notes", []))] if d.get("notes") else []
     if d.get("commands"):
         parts += ["", "Commands that produced these runs:", *(f"- `{c}`" for c in d["commands"])]
     return parts
