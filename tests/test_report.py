@@ -204,3 +204,13 @@ def test_report_domain_heldout_shows_domain_score_before_and_after(run_dir, data
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     section = re.findall(r'<section id="domain">.*?</section>', page, re.S)[0]
     assert "after - before" in section and len(_images(section)) == 1
+
+    # single-sentence documents (NSMC reviews) have no pseudo-query: the report says so instead of failing
+    reviews = tmp_path / "reviews.jsonl"
+    write_documents(reviews, [Document(f"r{i}", None, [t]) for i, t in enumerate(texts[:20])])
+    single = CliRunner().invoke(__import__("kosimcse.cli.report", fromlist=["command"]).command, [
+        str(run_dir), "--domain", str(reviews), "--data-dir", str(data_dir), "--sample", "20", "--align-sample", "4",
+        "--queries", "0", "--fp32", "--device", "cpu", "--out", str(tmp_path / "s.html")])
+    assert single.exit_code == 0, single.output
+    page = (tmp_path / "s.html").read_text(encoding="utf-8")
+    assert 'id="domain"' not in page and "no domain score" in page

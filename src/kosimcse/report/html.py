@@ -188,6 +188,12 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
     docs = _documents(Path(domain_texts)) if domain_texts is not None else None
+    scored = docs
+    if docs is not None and sum(bool(d.title) or len(d.sentences) > 1 for d in docs) < 2:
+        # single-sentence documents (NSMC reviews) give no pseudo-query: geometry and neighbours still use them
+        report.notes.append(f"{domain_texts}: fewer than 2 held-out documents with a title or a second sentence, "
+                            "so there is no domain score; domain geometry and neighbours use their sentences")
+        scored = None
     if docs is not None:  # held-out documents: the domain score, and their sentences for geometry and neighbours
         domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
     else:
@@ -221,14 +227,14 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             timings[f"{name}_domain_s"] = time.perf_counter() - start
             data["geometry"][name]["domain"] = geometry.corpus_geometry(
                 view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
-        if docs:
+        if scored:
             from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
 
-            say(f"{name}: domain retrieval over {len(docs)} held-out documents")
+            say(f"{name}: domain retrieval over {len(scored)} held-out documents")
             start = time.perf_counter()
-            data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size), docs)
+            data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size), scored)
             timings[f"{name}_domain_retrieval_s"] = time.perf_counter() - start
-    if docs:
+    if scored:
         report.figures["domain"] = plots.png_bytes(plots.domain_plot(data["domain_retrieval"]))
     report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
     report.figures["histograms"] = plots.png_bytes(plots.similarity_histograms(histograms))
