@@ -31,6 +31,11 @@ class Document:
     source: str | None = None  # the prepare source label, so one documents.jsonl can hold several sources
 
 
+# Characters kept of a context before tokenising (training positives and the domain score's passages alike): well
+# over the passage's tokens, so truncation is the tokenizer's, while a long article is not tokenised whole.
+CHARS_PER_TOKEN = 8
+
+
 def context_window(sentences: list[str], centre: int, max_chars: int) -> str:
     """The sentences nearest ``centre`` (itself left out; -1: a title, whose context is the opening), in document
     order, until ``max_chars``: a long document's context is the anchor's neighbourhood, not its first lines."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kosimcse.data.documents import Document, context_window, load_documents
+from kosimcse.data.documents import CHARS_PER_TOKEN, Document, context_window, load_documents
 from kosimcse.errors import KoSimCSEError
 
 # encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
@@ -38,16 +38,14 @@ def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path,
     """Retrieve every query's own passage among all passages of the pool (cosine similarity); scores x100, with the
     standard error of MRR@10 over queries."""
     docs = load_documents(docs_or_path) if isinstance(docs_or_path, (str, Path)) else docs_or_path
-    kind = queries
-    if kind not in ("auto", "ict"):
-        raise KoSimCSEError(f"queries must be auto (titles where there are some) or ict, not {kind!r}")
-    # characters well over the passage's tokens, so truncation is the tokenizer's (as in training's positives)
-    queries, passages = retrieval_pairs(docs, seed, kind, max_chars=8 * passage_max_length)
-    skipped = len(docs) - len(queries)
-    if len(queries) < 2:
-        raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(queries)} "
+    if queries not in ("auto", "ict"):
+        raise KoSimCSEError(f"queries must be auto (titles where there are some) or ict, not {queries!r}")
+    texts, passages = retrieval_pairs(docs, seed, queries, max_chars=CHARS_PER_TOKEN * passage_max_length)
+    skipped = len(docs) - len(texts)
+    if len(texts) < 2:
+        raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(texts)} "
                             f"({skipped} skipped: no title and fewer than 2 sentences)")
-    q = _unit(np.asarray(encode(queries, query_max_length), dtype=np.float32))
+    q = _unit(np.asarray(encode(texts, query_max_length), dtype=np.float32))
     p = _unit(np.asarray(encode(passages, passage_max_length), dtype=np.float32))
     sims = q @ p.T
     # rank of the own passage; a tie counts against it, so an encoder that cannot tell passages apart scores low
@@ -55,7 +53,7 @@ def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path,
     rr = np.where(rank <= 10, 1.0 / rank, 0.0)
     return {"mrr@10": float(rr.mean() * 100), "r@1": float((rank == 1).mean() * 100),
             "r@10": float((rank <= 10).mean() * 100), "mrr@10_se": float(rr.std(ddof=1) / np.sqrt(len(rr)) * 100),
-            "queries": len(queries), "skipped": skipped}
+            "queries": len(texts), "skipped": skipped}
 
 
 def model_encoder(model, tokenizer, batch_size: int = 64, precision: str = "fp32") -> Encode:

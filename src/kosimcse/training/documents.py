@@ -19,14 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kosimcse.data.documents import context_window
+from kosimcse.data.documents import CHARS_PER_TOKEN, context_window
 from kosimcse.errors import KoSimCSEError
 
 POSITIVES = ("rest", "crop")
 HELDOUT_NAME = "heldout.jsonl"
-# Characters kept of a context before tokenising: well over ``passage_max_length`` tokens, so truncation is the
-# tokenizer's, while a long article is not tokenised whole.
-CHARS_PER_TOKEN = 8
 
 
 class DocumentPairs(torch.utils.data.Dataset):
