@@ -55,15 +55,11 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
       kosimcse prepare --out runs/pet --no-seed --no-sts --domain petitions:domain/petitions --heldout 0.1
     """
     from kosimcse.data.corpus import DEFAULT_EVAL_SETS, default_sources, format_stats_table, prepare_corpus
-
-    if sources:
-        specs = [*sources, *domain]
-    else:
-        specs = default_sources(data_dir, seed=not no_seed, sts=not no_sts, domain=domain)
     from kosimcse.errors import KoSimCSEError
 
     if (heldout is not None or doc_id_column) and not domain:
         raise KoSimCSEError("--heldout/--doc-id-column split the --domain sources into documents: give --domain")
+    specs = [*sources, *domain] if sources else default_sources(data_dir, not no_seed, not no_sts, domain)
     stats = prepare_corpus(specs, out_dir, eval_sets=tuple(eval_sets) or DEFAULT_EVAL_SETS, min_chars=min_chars,
                            max_chars=max_chars, split=not no_split, workers=workers, data_dir=data_dir,
                            errors=errors, progress=not quiet, heldout=heldout or 0.0, heldout_seed=heldout_seed,

@@ -19,9 +19,8 @@ from kosimcse.data.tasks import eval_sentences as task_sentences
 from kosimcse.errors import DataError, KoSimCSEError
 from kosimcse.paths import data_dir as resolve_data_dir
 
-# Kinds whose records are paragraphs or documents and get split into sentences. STS sentences are
-# sentences already, and NSMC reviews (<= 140 chars, informal, often without punctuation) would be
-# cut by the splitter into fragments that are worse training text than the whole review.
+# Kinds whose records are paragraphs or documents, split into sentences. NSMC reviews (<= 140 chars, informal, often
+# unpunctuated) would be cut into fragments that are worse training text than the whole review.
 SPLIT_KINDS = frozenset({"kowiki", "petitions", "text", "hf"})
 
 DROP_REASONS = ("empty", "too_short", "too_long", "duplicate", "leaked")
@@ -33,15 +32,11 @@ DEFAULT_MAX_CHARS = 256
 def default_sources(data_dir: str | Path | None = None, seed: bool = True, sts: bool = True,
                     domain: Sequence[str] = ()) -> list[str]:
     """The seed corpus specs (kowiki; KLUE-STS and KorSTS train sentences unless ``sts=False``) and domain specs."""
-    specs: list[str] = []
-    if seed or sts:
-        root = resolve_data_dir(data_dir)
-        if seed:
-            specs.append(f"kowiki:{root / 'corpus' / 'kowiki'}")
-        if sts:
-            specs.append(f"klue-sts:{root / 'klue-sts' / 'klue_sts_train.csv'}")
-            specs.append(f"korsts:{root / 'korsts' / 'sts-train.tsv'}")
-    specs.extend(domain)
+    root = resolve_data_dir(data_dir) if seed or sts else None
+    specs = [f"kowiki:{root / 'corpus' / 'kowiki'}"] if seed else []
+    if sts:
+        specs += [f"klue-sts:{root / 'klue-sts' / 'klue_sts_train.csv'}", f"korsts:{root / 'korsts' / 'sts-train.tsv'}"]
+    specs += domain
     if not specs:
         raise KoSimCSEError("no sources: give --source/--domain, or drop --no-seed/--no-sts")
     return specs
@@ -80,15 +75,9 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                    eval_sentences: Iterable[str] | None = None, errors: ErrorPolicy = "raise",
                    progress: bool = True, documents: Sequence[str] = (), heldout: float = 0.0, heldout_seed: int = 0,
                    heldout_max: int = 2000, doc_id_column: str | None = None) -> dict:
-    """Read ``sources`` (``read_source`` specs; None: ``default_sources``) into ``out_dir/sentences.txt`` and
-    ``stats.json``; return the stats. Per record: normalise, split (``SPLIT_KINDS``, if ``split``); per sentence,
-    in order: empty, too_short, too_long, duplicate (across sources), leaked (in ``eval_sentences``, else in
-    ``eval_sets`` as the evaluator reads them). ``sentences == kept + sum(dropped)``; rows a reader skipped
-    are ``skipped_bad_rows``.
-
-    ``documents`` (specs among ``sources``) are read as documents (``kosimcse.data.documents``) and, with
-    ``heldout`` > 0, split by ``is_heldout``: up to ``heldout_max`` held-out documents go to ``out_dir/heldout.jsonl``,
-    the rest to ``out_dir/documents.jsonl``; every sentence of a held-out document joins the leakage guard."""
+    """Read ``sources`` (None: ``default_sources``) into ``out_dir/sentences.txt`` and ``stats.json``; return the
+    stats. Sentences are dropped as empty, too_short, too_long, duplicate or leaked (in ``eval_sentences``, else in
+    ``eval_sets``). ``documents`` (specs among ``sources``) go through ``split_documents`` first."""
     if min_chars < 0 or max_chars < max(1, min_chars):
         raise KoSimCSEError(f"need 0 <= min_chars <= max_chars (got {min_chars}, {max_chars})")
     start = time.perf_counter()
@@ -144,20 +133,17 @@ def prepare_corpus(sources: Sequence[str] | None, out_dir: str | Path,
                                           name=label)
                 # A bar with an end: the source's bytes, advanced by the text each record carries (markup and
                 # other columns are not counted, so it jumps to the end when the source is done).
-                bar = tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
-                           unit_divisor=1024, disable=not progress, mininterval=1.0, dynamic_ncols=True)
-                for sentence in _sentences(records, st, do_split, workers, bar):
-                    st["sentences"] += 1
-                    reason = drop_reason(sentence)
-                    if reason:
-                        st["dropped"][reason] += 1
-                    else:
-                        st["kept"] += 1
-                        out.write(sentence + "\n")
-                if bar.total and bar.n < bar.total:
-                    bar.update(bar.total - bar.n)
-                bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
-                bar.close()
+                with tqdm(desc=f"prepare {label}", total=_source_bytes(kind, target), unit="B", unit_scale=True,
+                          unit_divisor=1024, disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+                    for sentence in _sentences(records, st, do_split, workers, bar):
+                        st["sentences"] += 1
+                        if reason := drop_reason(sentence):
+                            st["dropped"][reason] += 1
+                        else:
+                            st["kept"] += 1
+                            out.write(sentence + "\n")
+                    bar.update(max(0, (bar.total or 0) - bar.n))
+                    bar.set_postfix_str(f"{st['records']:,} records, {st['kept']:,} kept", refresh=False)
                 st["skipped_bad_rows"] = report.skipped
                 if report.examples:
                     st["skip_examples"] = report.examples[:5]

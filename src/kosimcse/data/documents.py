@@ -1,26 +1,21 @@
-"""Documents (a wiki article, a petition, a review, or rows sharing a user-chosen id) for the label-free domain score
-and document-aware training, with the reproducible held-out split that keeps evaluation documents out of training."""
+"""Documents (article, petition, review, or rows sharing an id) for the domain score and document-aware training."""
 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-import re
-from bisect import bisect_right
+import random
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from itertools import groupby, islice
+from itertools import groupby, tee
 from pathlib import Path
 
 from kosimcse.data.korean import normalize, split_sentences
 from kosimcse.data.readers import (
-    ErrorPolicy, ReadReport, _files_under, _json_lines, _Policy, parse_source_spec, read_kowiki, read_nsmc_raw,
+    ErrorPolicy, ReadReport, _files_under, _json_lines, _Policy, kowiki_paragraphs, parse_source_spec, read_nsmc_raw,
     read_text_lines, read_texts,
 )
 from kosimcse.errors import DataError, KoSimCSEError
-
-_DOC_ID, _DOC_TITLE = re.compile(r'<doc\b[^>]*\bid="([^"]*)"'), re.compile(r'\btitle="([^"]*)"')
 
 
 @dataclass
@@ -58,15 +53,10 @@ def is_heldout(doc_id: str, fraction: float, seed: int = 0) -> bool:
 
 
 def _kowiki_docs(target: str, errors: ErrorPolicy, report: ReadReport | None):
-    # read_kowiki owns the paragraph clean-up; the <doc> header lines only say which article a line belongs to.
-    policy = _Policy(errors, report)
-    for file in _files_under(Path(target)):
-        heads = [(n, m.group(1), html.unescape(t.group(1)) if (t := _DOC_TITLE.search(line)) else None)
-                 for n, line in read_text_lines(file) if (m := _DOC_ID.match(line.strip()))]
-        starts = [n for n, _, _ in heads]
-        texts = (t for t in read_kowiki(file, errors, policy.report) if starts and t.line > starts[0])
-        for i, group in groupby(texts, key=lambda t: bisect_right(starts, t.line) - 1):
-            yield heads[i][1], heads[i][2], [t.text for t in group]
+    paragraphs = kowiki_paragraphs(target, _Policy(errors, report))
+    for article, group in groupby(paragraphs, key=lambda p: p[0]):
+        if article is not None:  # lines before the first <doc id=...> belong to no article
+            yield article[2], article[3], [t.text for _, t in group]
 
 
 def _petition_docs(target: str, errors: ErrorPolicy, report: ReadReport | None):
@@ -102,18 +92,16 @@ def _jsonl_docs(target: str, text_column: str, id_column: str, errors: ErrorPoli
 def read_documents(spec: str, data_dir: str | Path | None = None, errors: ErrorPolicy = "raise",
                    report: ReadReport | None = None, text_column: str = "text", id_column: str | None = None,
                    workers: int = 2) -> Iterator[Document]:
-    """Documents of a source spec (``kowiki:``, ``petitions:``, ``nsmc:``, ``text:``/a path), sentences split with
-    kiwipiepy as ``kosimcse prepare`` splits them. kowiki: one per ``<doc id=...>`` article (title from the header);
-    petitions: one per petition (id ``petition_idx``, title its ``title``); nsmc: one per review, not split; a text
-    source: one per row, or with ``id_column`` (JSON lines) the consecutive rows sharing that id. Documents left with
-    no sentence are not yielded."""
+    """Documents of a source spec (``kowiki:``, ``petitions:``, ``nsmc:``, ``text:``/a path), split into sentences as
+    ``kosimcse prepare`` splits them: one per article, petition, review (not split) or text row, or with ``id_column``
+    (JSON lines) the consecutive rows sharing that id. Documents left with no sentence are not yielded."""
     kind, target = parse_source_spec(spec, data_dir)
     if kind == "kowiki":
         raw = _kowiki_docs(target, errors, report)
     elif kind == "petitions":
         raw = _petition_docs(target, errors, report)
     elif kind == "nsmc":
-        raw = ((f"{Path(f).stem}:{t.line}", None, [t.text]) for f in _nsmc_files(target)
+        raw = ((f"{f.stem}:{t.line}", None, [t.text]) for f in _files_under(Path(target), (".json",))
                for t in read_nsmc_raw(f, errors, report))
     elif kind in ("text", "hf") and id_column:
         raw = _jsonl_docs(target, text_column, id_column, errors, report)
@@ -123,23 +111,14 @@ def read_documents(spec: str, data_dir: str | Path | None = None, errors: ErrorP
                enumerate(read_texts(target, text_column, errors, report), start=1))
     else:
         raise KoSimCSEError(f"{spec}: a {kind} source has no documents; use kowiki:, petitions:, nsmc: or a text file")
-    while chunk := list(islice(raw, 256)):  # kiwi splits many paragraphs per call; chunks keep memory bounded
-        if kind == "nsmc":
-            split = [[normalize(p) for p in paras] for _, _, paras in chunk]
-        else:
-            flat = list(split_sentences((normalize(p) for _, _, paras in chunk for p in paras), workers=workers))
-            split, at = [], 0
-            for _, _, paras in chunk:
-                split.append([s for pieces in flat[at:at + len(paras)] for s in map(normalize, pieces)])
-                at += len(paras)
-        for (doc_id, title, _), sentences in zip(chunk, split):
-            if sentences := [s for s in sentences if s]:
-                yield Document(doc_id, normalize(title) if title else None, sentences)
-
-
-def _nsmc_files(target: str) -> list[Path]:
-    path = Path(target)
-    return _files_under(path, suffixes=(".json",) if path.is_dir() else None)
+    split = kind != "nsmc"
+    if split:  # kiwi splits many paragraphs per call: a second pass over the same documents feeds it in batches
+        raw, ahead = tee(raw)
+        pieces = split_sentences((normalize(p) for _, _, paras in ahead for p in paras), workers=workers)
+    for doc_id, title, paras in raw:
+        sentences = [normalize(s) for p in paras for s in (next(pieces) if split else [p])]
+        if sentences := [s for s in sentences if s]:
+            yield Document(doc_id, normalize(title) if title else None, sentences)
 
 
 def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
@@ -147,9 +126,7 @@ def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
     n = 0
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for doc in docs:
-            rec = asdict(doc)
-            if rec["source"] is None:
-                del rec["source"]
+            rec = {k: v for k, v in asdict(doc).items() if k != "source" or v is not None}
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
@@ -179,30 +156,30 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
     """``kosimcse prepare``'s document split: ``(label, kind, path)`` sources -> ``out_dir/documents.jsonl`` (training)
     and ``out_dir/heldout.jsonl`` (a seeded sample of at most ``max_heldout`` held-out documents). Every sentence and
     title of a held-out document is added to ``guard``, and guarded sentences are removed from training documents."""
-    import random
-
     heldout: list[Document] = []
+    removed = 0
+
+    def read():
+        for label, kind, target in labelled:
+            for doc in read_documents(f"{kind}:{target}", data_dir, errors, workers=workers, id_column=id_column):
+                doc.source = label
+                if fraction > 0 and is_heldout(doc.id, fraction, seed):
+                    heldout.append(doc)
+                else:
+                    yield doc
+
+    def training():
+        nonlocal removed
+        guard.update(s for d in heldout for s in d.sentences + ([d.title] if d.title else []))
+        for d in iter_documents(tmp):
+            sentences = [s for s in d.sentences if s not in guard]
+            removed += len(d.sentences) - len(sentences)
+            if sentences:  # a guarded title (a reposted petition's) is a held-out query: not an anchor
+                yield Document(d.id, d.title if d.title not in guard else None, sentences, d.source)
+
     tmp = out_dir / "documents.jsonl.partial"
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            for label, kind, target in labelled:
-                for doc in read_documents(f"{kind}:{target}", data_dir, errors, workers=workers, id_column=id_column):
-                    doc.source = label
-                    if fraction > 0 and is_heldout(doc.id, fraction, seed):
-                        heldout.append(doc)
-                    else:
-                        out.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
-        guard.update(s for d in heldout for s in d.sentences + ([d.title] if d.title else []))
-        removed = 0
-
-        def training():
-            nonlocal removed
-            for d in iter_documents(tmp):
-                sentences = [s for s in d.sentences if s not in guard]
-                removed += len(d.sentences) - len(sentences)
-                if sentences:  # a guarded title (a reposted petition's) is a held-out query: not an anchor
-                    yield Document(d.id, d.title if d.title not in guard else None, sentences, d.source)
-
+        write_documents(tmp, read())
         n_train = write_documents(out_dir / "documents.jsonl", training())
     finally:
         tmp.unlink(missing_ok=True)

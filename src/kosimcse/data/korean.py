@@ -8,9 +8,8 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from itertools import islice
 
-# Zero-width characters are deleted, not turned into spaces: on the web they sit inside words
-# as often as between them, and deleting them makes copies of one sentence compare equal.
-# Lone surrogates (possible from JSON "\\ud800" escapes) cannot be written as UTF-8: drop them too.
+# Zero-width characters are deleted, not turned into spaces: on the web they sit inside words as often as between
+# them. Lone surrogates (from JSON "\\ud800" escapes) cannot be written as UTF-8: dropped too.
 _ZERO_WIDTH_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]")
 # Python's \s already covers NBSP, ideographic space and the other Unicode spaces; control
 # characters are folded into spaces too, so no stray \x00 or \x0b survives into a corpus line.

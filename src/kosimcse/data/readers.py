@@ -1,17 +1,17 @@
-"""Readers, one per file format: typed records, ``DataError`` naming file and line on a bad row (``errors="raise"``),
-or bad rows skipped and counted in a ``ReadReport`` (``errors="skip"``): nothing is ever dropped silently."""
+"""Readers, one per file format: a bad row raises a ``DataError`` naming file and line, or is skipped and counted."""
 
 from __future__ import annotations
 
 import codecs
 import csv
+import html
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -74,9 +74,8 @@ def _emit(policy: _Policy, rows: Iterable[tuple], build: Callable) -> Iterator:
 
 def read_text_lines(path: str | Path, encoding: str = "utf-8",
                     policy: _Policy | None = None) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` without the newline or a UTF-8 BOM; lines are decoded one by one, so that
-    invalid bytes are reported with their line number (or skipped under a skip ``policy``)."""
-    path = Path(path)
+    """``(line_number, line)`` without newline or UTF-8 BOM, decoded line by line so bad bytes get a line number."""
+    path, policy = Path(path), policy or _Policy("raise", None)
     try:
         fh = open(path, "rb")
     except OSError as e:
@@ -89,21 +88,9 @@ def read_text_lines(path: str | Path, encoding: str = "utf-8",
                 line = raw.decode(encoding)
             except UnicodeDecodeError as e:
                 hint = " (is it CP949/EUC-KR? pass encoding='cp949')" if encoding.startswith("utf") else ""
-                err = DataError(f"invalid {encoding} bytes at byte {e.start} of the line{hint}", path, lineno)
-                if policy is None:
-                    raise err from None
-                policy.bad(err)
+                policy.bad(DataError(f"invalid {encoding} bytes at byte {e.start} of the line{hint}", path, lineno))
                 continue
             yield lineno, line.rstrip("\r\n")
-
-
-def _require_nonempty(path: Path) -> None:
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise DataError(f"cannot open: {e.strerror}", path) from None
-    if size == 0:
-        raise DataError("file is empty", path)
 
 
 def _head(path: Path, n: int = 4096) -> bytes:
@@ -114,10 +101,15 @@ def _head(path: Path, n: int = 4096) -> bytes:
         raise DataError(f"cannot open: {e.strerror}", path) from None
 
 
+def _require_nonempty(path: Path) -> None:
+    if not _head(path, 1):
+        raise DataError("file is empty", path)
+
+
 def read_csv_records(path: str | Path, required: tuple[str, ...], delimiter: str = ",", encoding: str = "utf-8",
-                     policy: _Policy | None = None, quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, dict]]:
-    """Delimited file with a header -> ``(line_number, row_dict)``; ``csv.QUOTE_NONE`` splits on the delimiter only.
-    A row with a wrong field count goes to the policy; a missing required column is always fatal."""
+                     policy: _Policy | None = None) -> Iterator[tuple[int, dict]]:
+    """Delimited file with a header -> ``(line_number, row_dict)``; a missing required column is always fatal.
+    A tab splits on tabs only: TSV files in this field (KorSTS, KorNLI) use quotes as literal text."""
     path = Path(path)
     _require_nonempty(path)
     policy = policy or _Policy("raise", None)
@@ -128,10 +120,7 @@ def read_csv_records(path: str | Path, required: tuple[str, ...], delimiter: str
         for lineno, line in read_text_lines(path, encoding=encoding, policy=policy):
             yield line
 
-    if quoting == csv.QUOTE_NONE:
-        rows = (line.split(delimiter) for line in lines())
-    else:
-        rows = csv.reader(lines(), delimiter=delimiter, quoting=quoting)
+    rows = (line.split("\t") for line in lines()) if delimiter == "\t" else csv.reader(lines(), delimiter=delimiter)
     header = None
     while True:
         try:
@@ -175,7 +164,7 @@ def _json_list(path: Path, kind: str) -> list:
 
 
 def _fields(rec, keys: tuple[str, ...], path: Path, index: int) -> list:
-    """The values of ``keys`` in a JSON list's record; ``line`` in errors is the 1-based record index."""
+    """The values of ``keys`` in a record (a JSON list's: ``index`` is 1-based)."""
     if not isinstance(rec, dict):
         raise DataError(f"record {index} is not an object", path, index)
     if missing := [k for k in keys if k not in rec]:
@@ -215,31 +204,32 @@ def _sts_pair(s1, s2, score, path: Path, line: int) -> StsPair:
     return StsPair(s1, s2, value)
 
 
-def read_korsts(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """KorSTS ``.tsv``: a header naming score, sentence1 and sentence2; quotes are literal, fields split on tabs."""
-    path, policy = Path(path), _Policy(errors, report)
-    rows = read_csv_records(path, ("score", "sentence1", "sentence2"), "\t", policy=policy, quoting=csv.QUOTE_NONE)
-    yield from _emit(policy, rows, lambda line, r: _sts_pair(r["sentence1"], r["sentence2"], r["score"], path, line))
+def _klue_sts_pair(s1, s2, labels, path: Path, line: int) -> StsPair:
+    labels = labels if isinstance(labels, dict) else {}
+    return _sts_pair(s1, s2, labels.get("real-label", labels.get("label")), path, line)
 
 
-def read_klue_sts_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """Official KLUE-STS JSON (sentence1, sentence2, labels.real-label or .label); ``line`` is the record index."""
-    path, policy = Path(path), _Policy(errors, report)
+def _record_reader(make: Callable, columns: tuple[str, ...], delimiter: str | None, doc: str) -> Callable:
+    """A reader of ``make(*columns, path, line)`` records from a JSON list (``delimiter`` None; ``line`` is the
+    record index) or a delimited file with a header."""
 
-    def build(index, rec):
-        s1, s2, labels = _fields(rec, ("sentence1", "sentence2", "labels"), path, index)
-        labels = labels if isinstance(labels, dict) else {}
-        return _sts_pair(s1, s2, labels.get("real-label", labels.get("label")), path, index)
+    def read(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+        path, policy = Path(path), _Policy(errors, report)
+        if delimiter is None:
+            rows = enumerate(_json_list(path, "records"), start=1)
+        else:
+            rows = read_csv_records(path, columns, delimiter, policy=policy)
+        yield from _emit(policy, rows, lambda line, rec: make(*_fields(rec, columns, path, line), path, line))
 
-    yield from _emit(policy, enumerate(_json_list(path, "KLUE-STS records"), start=1), build)
+    read.__doc__ = doc
+    return read
 
 
-def read_klue_sts_csv(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """KLUE-STS CSV copy (``sentence1,sentence2,label`` with label = real-label, 0–5)."""
-    path, policy = Path(path), _Policy(errors, report)
-    rows = read_csv_records(path, ("sentence1", "sentence2", "label"), policy=policy)
-    yield from _emit(policy, rows, lambda line, r: _sts_pair(r["sentence1"], r["sentence2"], r["label"], path, line))
-
+read_korsts = _record_reader(_sts_pair, ("sentence1", "sentence2", "score"), "\t", "KorSTS ``.tsv`` (score, pair).")
+read_klue_sts_json = _record_reader(_klue_sts_pair, ("sentence1", "sentence2", "labels"), None,
+                                    "Official KLUE-STS JSON (gold: ``labels.real-label``, else ``.label``).")
+read_klue_sts_csv = _record_reader(_sts_pair, ("sentence1", "sentence2", "label"), ",",
+                                   "KLUE-STS CSV copy (``sentence1,sentence2,label`` with label = real-label, 0-5).")
 
 # The one dispatch of STS files by format name or suffix (eval tasks, read_source, STS training).
 STS_READERS = {"korsts": read_korsts, "klue-json": read_klue_sts_json, "klue-csv": read_klue_sts_csv}
@@ -273,14 +263,10 @@ def _nli_pair(premise, hypothesis, label, path: Path, lineno: int) -> NliPair:
     return NliPair(premise, hypothesis, label)
 
 
-def read_klue_nli_json(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """Official KLUE-NLI JSON (premise, hypothesis, gold_label); ``line`` is the record index."""
-    path, policy = Path(path), _Policy(errors, report)
-
-    def build(index, rec):
-        return _nli_pair(*_fields(rec, ("premise", "hypothesis", "gold_label"), path, index), path, index)
-
-    yield from _emit(policy, enumerate(_json_list(path, "KLUE-NLI records"), start=1), build)
+read_klue_nli_json = _record_reader(_nli_pair, ("premise", "hypothesis", "gold_label"), None,
+                                    "Official KLUE-NLI JSON (premise, hypothesis, gold_label).")
+read_xnli_tsv = _record_reader(_nli_pair, ("sentence1", "sentence2", "gold_label"), "\t",
+                               "KorNLI / XNLI ``.tsv`` (sentence1, sentence2, gold_label).")
 
 
 def read_klue_nli_dacon_csv(path: str | Path, split: Literal["train", "dev", "all"] = "train",
@@ -321,14 +307,6 @@ def _refuse_utf8(path: Path, probe: int = 1 << 16) -> None:
     raise DataError("file is UTF-8, not CP949 (the DACON KLUE-NLI file is CP949); pass encoding='utf-8'", path, line)
 
 
-def read_xnli_tsv(path: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """KorNLI / XNLI ``.tsv`` (``sentence1, sentence2, gold_label``; quotes are literal text)."""
-    path, policy = Path(path), _Policy(errors, report)
-    rows = read_csv_records(path, ("sentence1", "sentence2", "gold_label"), "\t", policy=policy,
-                            quoting=csv.QUOTE_NONE)
-    yield from _emit(policy, rows, lambda n, r: _nli_pair(r["sentence1"], r["sentence2"], r["gold_label"], path, n))
-
-
 # The one dispatch of NLI files (NLI training). The DACON reader's default split is "train": dev rows stay out.
 NLI_READERS = {"klue-json": read_klue_nli_json, "klue-dacon": read_klue_nli_dacon_csv, "xnli": read_xnli_tsv}
 _NLI_SUFFIXES = {".json": "klue-json", ".csv": "klue-dacon", ".tsv": "xnli"}
@@ -346,6 +324,7 @@ def nli_reader(path: str | Path, kind: str = "auto") -> Callable[..., Iterator[N
 _FORMULA_RE = re.compile(r"formula_\d+")
 _EMPTY_PARENS_RE = re.compile(r"\(\s*(?:[,;]\s*)*\)")
 _DANGLING_COMMA_RE = re.compile(r"\s*[,;]\s*\)|\(\s*[,;]\s*")
+_DOC_ID, _DOC_TITLE = re.compile(r'<doc\b[^>]*\bid="([^"]*)"'), re.compile(r'\btitle="([^"]*)"')
 
 
 def _missing_column(column: str, rec, where, line: int | None) -> DataError:
@@ -362,7 +341,7 @@ def _text(line: int, rec, column: str, where, name: str) -> Text:
 
 
 def _files_under(path: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
-    """A file itself, or every regular file under a folder (recursive, sorted), skipping READMEs and hidden files."""
+    """A file itself, or the files (of ``suffixes``) under a folder, recursive, sorted, without READMEs and dotfiles."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -382,29 +361,37 @@ def _clean_wiki(paragraph: str) -> str:
     return " ".join(paragraph.split())
 
 
-def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
-    """WikiExtractor output (``<doc>`` blocks, title line, paragraph lines) -> one cleaned ``Text`` per paragraph;
-    one that held only placeholders is yielded empty, so that the corpus stats count it."""
-    policy = _Policy(errors, report)
+def kowiki_paragraphs(path_or_dir: str | Path, policy: _Policy) -> Iterator[tuple[tuple | None, Text]]:
+    """WikiExtractor output (``<doc>`` blocks, title line, paragraph lines) -> ``(article, Text)`` per cleaned
+    paragraph, ``article`` = ``(file, line, id, title)`` of the last ``<doc id=...>`` header (None before one)."""
     for file in _files_under(Path(path_or_dir)):
         _require_nonempty(file)
-        expect_title = False
+        article, expect_title = None, False
         for lineno, line in read_text_lines(file, policy=policy):
             stripped = line.strip()
             if stripped.startswith("<doc ") or stripped in ("<doc>", "</doc>"):
                 expect_title = stripped != "</doc>"
+                if doc_id := _DOC_ID.match(stripped):
+                    title = _DOC_TITLE.search(stripped)
+                    article = (file, lineno, doc_id.group(1), html.unescape(title.group(1)) if title else None)
             elif stripped and expect_title:
                 expect_title = False
             elif stripped:
                 policy.ok()
-                yield Text(_clean_wiki(stripped), "kowiki", lineno)
+                yield article, Text(_clean_wiki(stripped), "kowiki", lineno)
+
+
+def read_kowiki(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
+    """One cleaned ``Text`` per kowiki paragraph; one that held only placeholders is yielded empty, for the stats."""
+    for _, text in kowiki_paragraphs(path_or_dir, _Policy(errors, report)):
+        yield text
 
 
 def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
     """NSMC raw crawl: per-movie JSON lists of ``{"review", "rating", ...}`` -> one ``Text`` per review (``line``: its
     index). A file that is not a JSON list is one bad row; empty reviews are yielded, for the corpus stats."""
-    path, policy = Path(path_or_dir), _Policy(errors, report)
-    for file in _files_under(path, suffixes=(".json",) if path.is_dir() else None):
+    policy = _Policy(errors, report)
+    for file in _files_under(Path(path_or_dir), suffixes=(".json",)):
         try:
             data = _json_list(file, "review objects")
         except DataError as e:
@@ -413,23 +400,21 @@ def read_nsmc_raw(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report
         yield from _emit(policy, enumerate(data, start=1), partial(_text, column="review", where=file, name="nsmc"))
 
 
-def read_petitions(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None,
-                   field: str = "content"):
+def read_petitions(path_or_dir: str | Path, errors: ErrorPolicy = "raise", report: ReadReport | None = None):
     """Blue House petitions: JSON lines with ``title``, ``content``, … -> one ``Text`` per petition body."""
     policy = _Policy(errors, report)
     for file in _files_under(Path(path_or_dir)):
-        yield from _emit(policy, _json_lines(file, policy), partial(_text, column=field, where=file, name="petitions"))
+        build = partial(_text, column="content", where=file, name="petitions")
+        yield from _emit(policy, _json_lines(file, policy), build)
 
 
 # Generic texts: .txt, .jsonl/.json, .csv/.tsv, .parquet, a save_to_disk folder, or a Hub dataset id
 
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-HUB_OFFLINE_HINT = (
-    "The Hugging Face Hub is unreachable from here. Offline options: pass a local file "
-    "(.txt one text per line, .jsonl, .csv/.tsv, .parquet with a text column), a folder written by "
-    "datasets' save_to_disk, or a dataset already in the HF cache with HF_DATASETS_OFFLINE=1."
-)
+HUB_OFFLINE_HINT = ("The Hugging Face Hub is unreachable from here. Offline options: pass a local file (.txt one "
+                    "text per line, .jsonl, .csv/.tsv, .parquet with a text column), a folder written by datasets' "
+                    "save_to_disk, or a dataset already in the HF cache with HF_DATASETS_OFFLINE=1.")
 
 
 def _is_hf_disk_folder(path: Path) -> bool:
@@ -437,8 +422,8 @@ def _is_hf_disk_folder(path: Path) -> bool:
 
 
 def _texts(policy: _Policy, rows: Iterable[tuple[int, object]], column: str, where, name: str) -> Iterator[Text]:
-    """``(line, record)`` rows -> ``Text`` of each record's ``column``. A record without it is a bad row, except
-    the first object: then the file's layout (or the column asked for) is wrong and no row could be read."""
+    """``(line, record)`` rows -> ``Text`` of each record's ``column``; a first object without it is fatal (the file's
+    layout or the column asked for is wrong), a later one is a bad row."""
     rows = iter(rows)
     first = next(rows, None)
     if first is not None and isinstance(first[1], dict) and column not in first[1]:
@@ -498,29 +483,21 @@ def _hf_disk_rows(path: Path, column: str, split: str):
 
 
 def _hub_rows(dataset_id: str, split: str):
-    try:
-        import datasets
+    import datasets
 
-        # streaming: a Hub corpus of many GB is read record by record, never downloaded whole first.
-        stream = iter(datasets.load_dataset(dataset_id, split=split, streaming=True))
-        first = list(islice(stream, 1))
-    except Exception as e:
-        raise KoSimCSEError(f"could not load Hugging Face dataset {dataset_id!r} "
-                            f"({type(e).__name__}: {str(e)[:200]}). {HUB_OFFLINE_HINT}") from None
     row = 0
-    try:
-        for row, rec in enumerate(chain(first, stream), start=1):
+    try:  # streaming: a Hub corpus of many GB is read record by record, never downloaded whole first
+        for row, rec in enumerate(datasets.load_dataset(dataset_id, split=split, streaming=True), start=1):
             yield row, rec
-    except (OSError, ConnectionError) as e:
-        raise KoSimCSEError(f"lost the Hub while streaming {dataset_id!r} at row {row}: {e}. "
-                            f"{HUB_OFFLINE_HINT}") from None
+    except Exception as e:
+        raise KoSimCSEError(f"could not read Hugging Face dataset {dataset_id!r} after row {row} "
+                            f"({type(e).__name__}: {str(e)[:200]}). {HUB_OFFLINE_HINT}") from None
 
 
 # The one dispatch of text files by suffix; any other file is read as plain lines.
 _TEXT_ROWS = {
     ".parquet": _parquet_rows,
-    # TSV files in this field (KorSTS, KorNLI) use quotes as literal text: never parse them as quoting.
-    ".tsv": lambda path, column, policy: read_csv_records(path, (column,), "\t", policy=policy, quoting=csv.QUOTE_NONE),
+    ".tsv": lambda path, column, policy: read_csv_records(path, (column,), "\t", policy=policy),
     ".csv": lambda path, column, policy: read_csv_records(path, (column,), ",", policy=policy),
     ".jsonl": lambda path, column, policy: _json_lines(path, policy),
     ".json": _json_rows,

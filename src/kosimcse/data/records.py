@@ -7,29 +7,25 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class StsPair:
-    """A sentence pair with a gold similarity on the 0–5 scale."""
-
     sentence1: str
     sentence2: str
-    score: float
+    score: float  # gold similarity, 0-5
 
 
 @dataclass(frozen=True, slots=True)
 class NliPair:
-    """A premise/hypothesis pair labelled entailment, neutral or contradiction."""
-
     premise: str
     hypothesis: str
-    label: str
+    label: str  # entailment, neutral or contradiction
 
 
 @dataclass(frozen=True, slots=True)
 class NliTriplet:
-    """Supervised SimCSE input: anchor, positive (entailment), hard negative (contradiction)."""
+    """Supervised SimCSE input."""
 
     anchor: str
-    positive: str
-    negative: str
+    positive: str  # an entailment of the anchor
+    negative: str  # a contradiction of it (the hard negative)
 
 
 @dataclass(frozen=True, slots=True)

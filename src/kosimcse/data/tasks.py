@@ -20,27 +20,22 @@ Reader = Callable[[Path], Iterator[StsPair]]
 
 @dataclass(frozen=True)
 class StsTask:
-    """Where a task's pairs live: ``embedded`` is a file under ``kosimcse/resources/sts``,
-    ``relative`` its place inside a data folder (the ``shared/data`` layout); ``path`` pins a file."""
+    """A task's file: ``relative`` to a data folder (the ``shared/data`` layout), also under
+    ``kosimcse/resources/sts`` when ``embedded``; or a pinned ``path``."""
 
     name: str
     reader: Reader
-    embedded: str | None = None
     relative: str | None = None
+    embedded: bool = True
     path: Path | None = None
     description: str = ""
 
 
 _TASKS: dict[str, StsTask] = {task.name: task for task in (
-    StsTask("korsts-dev", read_korsts, "sts-dev.tsv", "korsts/sts-dev.tsv",
-            description="KorSTS dev, 1,500 pairs (human-translated STS-B)"),
-    StsTask("korsts-test", read_korsts, "sts-test.tsv", "korsts/sts-test.tsv",
-            description="KorSTS test, 1,379 pairs (human-translated STS-B)"),
-    StsTask("klue-sts-dev", read_klue_sts_json, "klue-sts-v1.1_dev.json", "klue-sts/klue-sts-v1.1_dev.json",
-            description="KLUE-STS v1.1 dev, 519 pairs (gold = real-label, 0-5)"),
-    # The same 519 pairs as exported to CSV; not embedded, so it needs a data folder.
-    StsTask("klue-sts-dev-csv", read_klue_sts_csv, None, "klue-sts/klue_sts_val.csv",
-            description="KLUE-STS dev as the CSV export (data folder only)"),
+    StsTask("korsts-dev", read_korsts, "korsts/sts-dev.tsv"),  # 1,500 pairs, human-translated STS-B
+    StsTask("korsts-test", read_korsts, "korsts/sts-test.tsv"),  # 1,379 pairs
+    StsTask("klue-sts-dev", read_klue_sts_json, "klue-sts/klue-sts-v1.1_dev.json"),  # 519 pairs, gold = real-label
+    StsTask("klue-sts-dev-csv", read_klue_sts_csv, "klue-sts/klue_sts_val.csv", embedded=False),  # its CSV export
 )}
 
 # The sets the leakage guard removes from a training corpus unless told otherwise.
@@ -64,7 +59,6 @@ def unregister_sts_task(name: str) -> None:
 
 
 def list_tasks() -> list[str]:
-    """Names of all registered STS tasks."""
     return list(_TASKS)
 
 
@@ -77,21 +71,18 @@ def task_info(name: str) -> StsTask:
 
 def task_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The file a task reads, for evaluation and leakage guard alike: a pinned path; else the copy in the chosen
-    data folder (``data_dir``, else ``$KOSIMCSE_DATA_DIR``; the guessed default does not count) when it holds
-    one; else the embedded copy; else the file in the chosen or default data folder."""
+    data folder (``data_dir``, else ``$KOSIMCSE_DATA_DIR``; not the guessed default) when it holds one; else the
+    embedded copy; else the file in the chosen or default data folder."""
     task = task_info(name)
     if task.path is not None:
         return task.path
     chosen = data_dir or os.environ.get(DATA_ENV)
-    chosen = Path(chosen) if chosen else None
-    if chosen is not None and task.relative and (chosen / task.relative).is_file():
-        return chosen / task.relative
-    embedded = Path(str(resources.files("kosimcse") / "resources" / "sts")) / (task.embedded or "")
+    if chosen and (Path(chosen) / task.relative).is_file():
+        return Path(chosen) / task.relative
+    embedded = Path(str(resources.files("kosimcse") / "resources" / "sts")) / Path(task.relative).name
     if task.embedded and embedded.is_file():
         return embedded
-    if task.relative:
-        return (chosen if chosen is not None else default_data_dir()) / task.relative
-    raise KoSimCSEError(f"STS task {name!r} has no file")
+    return Path(chosen or default_data_dir()) / task.relative
 
 
 def task_files(data_dir: str | os.PathLike | None = None) -> set[Path]:
