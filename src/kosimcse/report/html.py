@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 import base64
-import html
 import itertools
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import markdown
 import numpy as np
-from markupsafe import Markup
 
 from kosimcse.errors import KoSimCSEError
 from kosimcse.evaluation import geometry
 from kosimcse.evaluation.similarity import pairwise_cosine
-from kosimcse.evaluation.sts import StsEvaluator, fmt_number, markdown_table, sts_metrics
+from kosimcse.evaluation.sts import METRIC_KEYS, StsEvaluator, fmt_number, sts_metrics
 from kosimcse.report import plots
 
 DEFAULT_SAMPLE = 300
 # Dropout views cost two more passes per model; alignment is a plain mean over pairs, and a few hundred pin it down.
 DEFAULT_ALIGN_SAMPLE = 128
 MAX_SAMPLE = 2000
-
-_SUMMARY_FIELDS = (
-    ("model", "Base model"), ("resolved_model", "Resolved from"), ("global_step", "Steps"),
-    ("train_sentences", "Training examples"), ("train_loss", "Mean training loss"), ("wall_time_s", "Training time (s)"),
-    ("sentences_per_s", "Throughput (sentences/s)"), ("dev_spearman", "Dev cosine Spearman (exported model)"),
-    ("start_dev", "Dev cosine Spearman (start)"), ("selection", "Selection"), ("best_metric", "Selection score"),
-    ("best_checkpoint", "Best checkpoint"), ("exported", "Exported model"),
-)
-
 
 @dataclass
 class Report:
@@ -250,150 +237,30 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     return report
 
 
-# ---- HTML: each section is (anchor, title, body function); a body of None leaves the section out ----------------
-# The page skeleton and CSS are a template; section bodies are built here and escaped with _esc.
-_PAGE = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), autoescape=True,
-                           trim_blocks=True, keep_trailing_newline=True).get_template("page.html")
-
-
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value) -> str:
-    """A table cell: numbers right-aligned to 4 significant digits (a collapsed model's values near 0 keep theirs)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"<td class='num'>{_esc(fmt_number(value, '.4g' if abs(value) < 1e4 else ',.0f'))}</td>"
-    return f"<td>{_esc(value)}</td>"
-
-
-def _table(rows, header=None, css_class: str = "") -> str:
-    """Rows of values; without ``header``, each row's first value is its header cell."""
-    head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if header else ""
-    cells = ("".join(map(_cell, row)) if header else f"<th>{_esc(row[0])}</th>" + "".join(map(_cell, row[1:]))
-             for row in rows)
-    tag = f"<table class='{css_class}'>" if css_class else "<table>"
-    return tag + head + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
-
-
-def _metric_table(rows: dict) -> str:
-    """``sts.markdown_table`` rendered by the ``markdown`` package's tables extension."""
-    return markdown.markdown(markdown_table(rows), extensions=["tables"])
-
-
-def _img(report: Report, name: str, alt: str) -> str:
-    data = base64.b64encode(report.figures[name]).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _figures(*figures: tuple[str, str, str]):
-    """A section body of ``(figure name, alt text, caption)``; left out when the run has no first figure."""
-    def body(report: Report) -> str | None:
-        if figures[0][0] not in report.figures:
-            return None
-        return "".join(_img(report, name, alt) + (f"<p class='muted'>{caption}</p>" if caption else "")
-                       for name, alt, caption in figures)
-    return body
-
-
-def _summary_section(report: Report) -> str:
-    data, summary = report.data, report.data.get("summary", {})
-    rows = [(label, summary[key]) for key, label in _SUMMARY_FIELDS if summary.get(key) is not None]
-    rows += [(f"Encoder ({name})", f"{m['path']} | pooling {m['pooling']} | prefix {m['prefix']!r} | "
-                                   f"max_length {m['max_length']} | {m['dtype']}")
-             for name, m in data.get("models", {}).items()]
-    body = _table(rows) if rows else "<p>No summary.json: the run may not have finished.</p>"
-    if data.get("corpus_stats"):
-        body += "<h3>Training corpus (corpus/stats.json)</h3>" + _table(
-            [(k, v) for k, v in data["corpus_stats"].items() if not isinstance(v, (dict, list))])
-    return body
-
-
-def _metrics_section(report: Report) -> str | None:
-    results = report.data.get("results")
-    if not results:
-        return None
-    return ("<p class='muted'>All 8 metrics (Pearson/Spearman x100) of the exported best model, from summary.json.</p>"
-            + "".join(f"<h3>{_esc(task)}</h3>" + _metric_table({"after (best)": m}) for task, m in results.items()))
-
-
-def _before_after_section(report: Report) -> str | None:
-    data, sts = report.data, report.data.get("sts") or {}
-    if len(sts) < 2:
-        return None
-    rows = {**sts, "after - before": {key: sts["after"][key] - sts["before"][key] for key in sts["after"]}}
-    table = re.sub(r"<tr>(\s*<td[^>]*>after - before)", r'<tr class="delta">\1', _metric_table(rows))
-    return (f"<p>{_esc(data['task'])}, both models embedded with the trained model's pooling and prefix. "
-            f"Before: <code>{_esc(data['models']['before']['path'])}</code>.</p>{table}"
-            f"<p class='muted'>Measured by this report ({_esc(data['models']['after']['dtype'])}); "
-            "the tables above come from the run's own evaluation.</p>")
-
-
-def _geometry_section(report: Report) -> str | None:
-    data = report.data
-    if not data.get("geometry"):
-        return None
-    rows = [(name, dataset, v["alignment"], v["uniformity"], v["positive_pairs"], v["points"], v["positives"])
-            for name, per in data["geometry"].items() for dataset, v in per.items()]
-    body = ("<p>Wang &amp; Isola (2020) on L2-normalised embeddings; lower is better for both. Alignment: mean "
-            "squared distance of positive pairs (0-4). Uniformity: log of the mean Gaussian potential "
-            "exp(-2 d<sup>2</sup>) over pairs of distinct sentences (0 = collapsed).</p>"
-            + _table(rows, ("Model", "Data", "Alignment", "Uniformity", "Positive pairs", "Points", "Positives are"))
-            + _img(report, "geometry", "alignment vs uniformity"))
-    if data.get("domain_source"):
-        body += (f"<p class='muted'>Domain sample: {data['domain_sample']} sentences from "
-                 f"{_esc(data['domain_source'])}.</p>")
-    return body
-
-
-def _neighbours_section(report: Report) -> str | None:
-    neighbours = report.data.get("neighbours")
-    if not neighbours:
-        return None
-    body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
-            "left out). Each cell: cosine, then the neighbour.</p>")
-    for examples in zip(*neighbours.values()):  # one query, each model's neighbours side by side
-        rows = itertools.zip_longest(*(e["neighbours"] for e in examples))
-        body += f"<h3>{_esc(examples[-1]['query'])}</h3>" + _table(
-            [[f"{h['score']:.3f}\u00a0\u00a0{h['text']}" if h else "" for h in row] for row in rows], neighbours, "nn")
-    return body
-
-
-def _domain_section(report: Report) -> str | None:
-    data, retrieval = report.data, report.data.get("domain_retrieval")
-    if not retrieval:
-        return None
-    keys = ("mrr@10", "r@1", "r@10", "mrr@10_se", "queries")
-    rows = [(name, *(v.get(k) for k in keys)) for name, v in retrieval.items()]
-    if "before" in retrieval:
-        rows.append(("after - before", *(retrieval["after"][k] - retrieval["before"][k] for k in keys[:3])))
-    return ("<p>Label-free: each held-out document gives a pseudo-query (its title, else one of its sentences) and a "
-            f"passage (its body, else its other sentences), searched in the whole pool; {_esc(data['domain_source'])}"
-            ".</p>" + _table(rows, ("Model", *keys)) + _img(report, "domain", "domain score"))
-
-
-# In page order; a new section is one more entry (its title may use the report data's fields, e.g. {task}).
+# The page and its sections are the template; here, which sections the report has, in page order.
 SECTIONS = [
-    ("summary", "Run summary", _summary_section),
-    ("curves", "Training curves", _figures(("curves", "loss and dev Spearman over steps", ""))),
-    ("metrics", "STS metrics", _metrics_section),
-    ("before-after", "Before / after training", _before_after_section),
-    ("sts-plots", "Predicted similarity on {task}", _figures(
-        ("scatter", "gold score vs cosine",
-         "Black bars: median cosine per gold-score bucket; points jittered horizontally."),
-        ("histograms", "cosine histograms by gold bucket",
-         "Random pairs: two different sentences of the set drawn at random."))),
-    ("domain", "Domain score (held-out retrieval)", _domain_section),
-    ("geometry", "Alignment and uniformity", _geometry_section),
-    ("neighbours", "Nearest-neighbour examples", _neighbours_section),
+    ("summary", "Run summary", lambda report: True),
+    ("curves", "Training curves", lambda report: "curves" in report.figures),
+    ("metrics", "STS metrics", lambda report: report.data.get("results")),
+    ("before-after", "Before / after training", lambda report: len(report.data.get("sts") or {}) >= 2),
+    ("sts-plots", "Predicted similarity on {task}", lambda report: "scatter" in report.figures),
+    ("domain", "Domain score (held-out retrieval)", lambda report: report.data.get("domain_retrieval")),
+    ("geometry", "Alignment and uniformity", lambda report: report.data.get("geometry")),
+    ("neighbours", "Nearest-neighbour examples", lambda report: report.data.get("neighbours")),
 ]
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+# Table numbers: 4 significant digits (a collapsed model's values near 0 keep theirs), large counts as integers.
+_ENV.filters.update(repr=repr, num=lambda v, spec=None: fmt_number(v, spec or (".4g" if abs(v) < 1e4 else ",.0f")))
+_ENV.globals.update(zip=zip, zip_longest=itertools.zip_longest, metric_keys=METRIC_KEYS)
 
 
 def render_html(report: Report, title: str | None = None) -> str:
-    sections = [(anchor, heading.format_map(report.data), Markup(body)) for anchor, heading, render in SECTIONS
-                if (body := render(report)) is not None]
-    return _PAGE.render(title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir,
-                        notes=report.notes, sections=sections, timings=report.data.get("timings"))
+    sections = [(anchor, heading.format_map(report.data)) for anchor, heading, shown in SECTIONS if shown(report)]
+    figures = {name: base64.b64encode(png).decode("ascii") for name, png in report.figures.items()}
+    return _ENV.get_template("page.html").render(
+        title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir, notes=report.notes,
+        sections=sections, data=report.data, figures=figures, timings=report.data.get("timings"))
 
 
 def write_report(run_dir, out=None, before_model=None, domain_texts=None, **options) -> Path:
