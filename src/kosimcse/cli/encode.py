@@ -28,7 +28,8 @@ Examples:
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
 @ERRORS
 @model_options
-def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors, model_settings):
+def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors,
+            **model_settings):
     """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
 
     Row i of the output is the i-th non-empty text of INPUT, the order `kosimcse search --texts` uses.

@@ -62,7 +62,7 @@ Examples:
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
 @model_options
-def command(model_name, index_path, texts_path, text_column, queries, k, as_json, model_settings):
+def command(model_name, index_path, texts_path, text_column, queries, k, as_json, **model_settings):
     """Print the K most similar indexed texts (cosine) for each --query."""
     corpus = load_index(index_path)
     texts = load_index_texts(texts_path, index_path, text_column)

@@ -112,12 +112,9 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
                  sample: int = DEFAULT_SAMPLE, align_sample: int = DEFAULT_ALIGN_SAMPLE, queries: int = 5, k: int = 3,
                  random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto",
                  data_dir=None, seed: int = 0, progress=None) -> Report:
-    """Read a run folder, embed a bounded amount of text with its exported model (and ``before_model``), measure.
-
-    Per model: the ``task`` STS set once, ``sample`` (<= 2000) lines of the ``domain_texts`` file (default
-    ``RUN/corpus/sentences.txt``) once, and ``align_sample`` of them twice more with dropout on, for alignment.
-    ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from.
-    """
+    """Read a run folder and measure its exported model (and ``before_model``; ``"base"``: the run's start) on the
+    ``task`` STS set and ``sample`` lines of ``domain_texts`` (default ``RUN/corpus/sentences.txt``), ``align_sample``
+    of them embedded twice more with dropout on, for alignment."""
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -174,19 +171,19 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     sts = StsEvaluator.from_task(task, data_dir=data_dir)
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
-    docs = _documents(Path(domain_texts)) if domain_texts is not None else None
-    scored = docs
-    if docs is not None and sum(bool(d.title) or len(d.sentences) > 1 for d in docs) < 2:
-        # single-sentence documents (NSMC reviews) give no pseudo-query: geometry and neighbours still use them
-        report.notes.append(f"{domain_texts}: fewer than 2 held-out documents with a title or a second sentence, "
-                            "so there is no domain score; domain geometry and neighbours use their sentences")
-        scored = None
-    if docs is not None:  # held-out documents: the domain score, and their sentences for geometry and neighbours
-        domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
-    else:
-        domain = sample_lines(Path(domain_texts), sample, seed=seed) if domain_texts is not None else []
+    domain, scored = [], None
     if domain_texts is not None:
         data["domain_source"] = str(domain_texts)
+        if (docs := _documents(Path(domain_texts))) is None:
+            domain = sample_lines(Path(domain_texts), sample, seed=seed)
+        else:  # held-out documents: the domain score, and their sentences for geometry and neighbours
+            domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
+            if sum(bool(d.title) or len(d.sentences) > 1 for d in docs) >= 2:
+                scored = docs
+            else:  # single-sentence documents (NSMC reviews) give no pseudo-query
+                report.notes.append(f"{domain_texts}: fewer than 2 held-out documents with a title or a second "
+                                    "sentence, so there is no domain score; domain geometry and neighbours use their "
+                                    "sentences")
         if len(domain) < 2:
             report.notes.append(f"domain sample has {len(domain)} sentence(s): domain geometry left out")
             domain = []
