@@ -57,13 +57,10 @@ def quiet_libraries(ctx: click.Context) -> None:
     import datasets
     from transformers.utils import logging as hf_logging
 
-    for is_on, off, on in ((datasets.is_progress_bar_enabled, datasets.disable_progress_bars,
-                            datasets.enable_progress_bars),
-                           (hf_logging.is_progress_bar_enabled, hf_logging.disable_progress_bar,
-                            hf_logging.enable_progress_bar)):
-        if is_on():
-            off()
-            ctx.call_on_close(on)
+    for library in (datasets, hf_logging):  # the same three names in both
+        if library.is_progress_bar_enabled():
+            library.disable_progress_bar()
+            ctx.call_on_close(library.enable_progress_bar)
 
 
 def evaluate_model(margs, checkpoint, precision: str, progress: bool, data_dir=None) -> tuple[dict, dict | None]:
@@ -120,36 +117,10 @@ def _fmt_time(seconds: float) -> str:
 
 
 def read_result(result: dict) -> str:
-    """One plain paragraph, from quickstart.json, on what training did and where SimCSE helps (cosine Spearman)."""
-    start, selected, last = (result["tables"][k] for k in MODELS)
-
-    def moves(a: dict, b: dict) -> str:
-        return ", ".join(f"{TASK_NAMES.get(t, t)} {a[t]['cosine_spearman']:.2f} -> {b[t]['cosine_spearman']:.2f} "
-                         f"({b[t]['cosine_spearman'] - a[t]['cosine_spearman']:+.2f})" for t in a)
-
-    g0, g1 = result["geometry"]["start"], result["geometry"]["last"]
-    step, last_step = result["selected"]["step"], result["last"]["step"]
-    text = f"Training moved the model: at the last checkpoint (step {last_step}) {moves(start, last)}"
-    if g0 and g1:
-        text += (f"; uniformity {g0['uniformity']:.2f} -> {g1['uniformity']:.2f} and alignment {g0['alignment']:.2f} "
-                 f"-> {g1['alignment']:.2f} (lower is better for both)")
-    if result["selected"]["kept_initial_model"]:
-        text += (f". Checkpoints are chosen on the {result['curve']['pairs']:,} KorSTS-dev pairs scored during "
-                 "training (never on the test sets), and none beat the start there, so the exported model is the "
-                 "start, unchanged.")
-    else:
-        text += (f". The exported model is the checkpoint of step {step}"
-                 + (" (the last)" if step == last_step else f": {moves(start, selected)}") + ".")
-    b, s = start["korsts-dev"]["cosine_spearman"], selected["korsts-dev"]["cosine_spearman"]
-    if b >= STRONG_START:
-        what = "as e5 is" if "e5" in result["model"].lower() else "as this one is"
-        text += (f" For a start that is already a sentence-embedding model, {what}, unsupervised SimCSE on general "
-                 "text gains little or nothing. SimCSE helps a raw encoder (e.g. --model klue/roberta-small), adapts a "
-                 "model to your own domain corpus (recipes/domain.yaml), and labelled STS data trains past the start "
-                 "(recipes/multitask.yaml: 81.26 on KorSTS test from e5, docs/BENCHMARKS.md).")
-    elif s - b < 1.0:
-        text += f" A weak start like this one gains most from a longer run: {result['next_commands'][2]['command']}"
-    return text
+    """One plain paragraph, from quickstart.json, on what training did and where SimCSE helps."""
+    lines = [line.strip() for line in str(_template().module.reading(result)).splitlines()]
+    # The template writes a clause a line; one that opens with punctuation continues the sentence before it.
+    return "".join(line if line[:1] in ".;," else " " + line for line in lines if line).strip()
 
 
 def program() -> str:
@@ -229,7 +200,7 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
         quiet_libraries(click.get_current_context())
     from kosimcse.data.corpus import default_sources, prepare_corpus
     from kosimcse.paths import data_dir as resolve_data_dir
-    from kosimcse.report.html import read_metrics
+    from kosimcse.report.html import read_metrics, sample_lines
     from kosimcse.training.args import load_recipe
     from kosimcse.training.run import model_card, train
 
@@ -325,9 +296,7 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     summary["results"] = tables["selected"]
     (run_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
 
-    sample = corpus
-    if len(corpus) > SEARCH_SAMPLE:
-        sample = [corpus[i] for i in sorted(random.Random(0).sample(range(len(corpus)), SEARCH_SAMPLE))]
+    sample = sample_lines(sentences, SEARCH_SAMPLE)
     (out / "search-sample.txt").write_text("\n".join(sample) + "\n", encoding="utf-8")
     options = "".join(f"--{k} {shlex.quote(str(v))} " for k, v in (("model", model), ("data-dir", data_dir))
                       if v not in (None, "auto"))
@@ -366,15 +335,22 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     click.echo(text if as_json else render(result))
 
 
-def render(result: dict) -> str:
-    """The quickstart's printed report, from its quickstart.json, by the template resources/report/quickstart.md."""
+@functools.cache
+def _template():
+    """resources/report/quickstart.md: the quickstart's printed words."""
     import jinja2
 
     from kosimcse.evaluation.sts import markdown_table
 
-    tables = {task: {result["names"][k]: result["tables"][k][task] for k in MODELS} for task in result["tasks"]}
-    tables["korsts-test"].update({p["name"]: p for p in result["published_korsts_test"]})
     env = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), trim_blocks=True,
                              lstrip_blocks=True)
-    env.globals.update(markdown_table=markdown_table, fmt_time=_fmt_time, models=MODELS)
-    return env.get_template("quickstart.md").render(r=result, tables=tables).rstrip("\n")
+    env.globals.update(markdown_table=markdown_table, fmt_time=_fmt_time, models=MODELS, task_names=TASK_NAMES,
+                       strong_start=STRONG_START)
+    return env.get_template("quickstart.md")
+
+
+def render(result: dict) -> str:
+    """The quickstart's printed report, from its quickstart.json."""
+    tables = {task: {result["names"][k]: result["tables"][k][task] for k in MODELS} for task in result["tasks"]}
+    tables["korsts-test"].update({p["name"]: p for p in result["published_korsts_test"]})
+    return str(_template().module.printed(result, tables)).rstrip("\n")

@@ -1,11 +1,10 @@
-"""One self-contained HTML report for a training run: summary, curves, metric tables, STS plots, geometry, neighbours."""
+"""One self-contained HTML report for a training run: summary, curves, STS plots, geometry, neighbours."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,22 +49,15 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
 
 
 def sample_lines(path: Path, n: int, seed: int = 0) -> list[str]:
-    """``n`` non-empty lines drawn uniformly from a text file of any size (reservoir sampling), file order kept."""
+    """``n`` non-empty lines drawn uniformly from a text file of any size (two streaming passes), file order kept."""
     from kosimcse.data.readers import read_text_lines
 
-    rng = np.random.default_rng(seed)
-    reservoir: list[tuple[int, str]] = []
-    seen = 0
-    for lineno, line in read_text_lines(path):
-        text = line.strip()
-        if not text:
-            continue
-        seen += 1
-        if len(reservoir) < n:
-            reservoir.append((lineno, text))
-        elif (slot := int(rng.integers(0, seen))) < n:
-            reservoir[slot] = (lineno, text)
-    return [text for _, text in sorted(reservoir)]
+    def texts():
+        return (text for _, line in read_text_lines(path) if (text := line.strip()))
+
+    count = sum(1 for _ in texts())
+    keep = set(np.random.default_rng(seed).choice(count, min(n, count), replace=False).tolist())
+    return [text for i, text in enumerate(texts()) if i in keep]
 
 
 def _read_json(path: Path) -> dict:
@@ -127,10 +119,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     records, bad_lines = read_metrics(run_dir / "metrics.jsonl")
     if not summary and not records:
         raise KoSimCSEError(f"{run_dir} has neither summary.json nor metrics.jsonl: is it a `kosimcse train` output_dir?")
-    report = Report(run_dir=run_dir)
-    timings: dict[str, float] = {}
+    report = Report(run_dir, data=dict(run_dir=str(run_dir), summary=summary, results=summary.get("results", {})))
     data = report.data
-    data.update(run_dir=str(run_dir), summary=summary, results=summary.get("results", {}), timings=timings)
     if bad_lines:
         report.notes.append(f"metrics.jsonl: {bad_lines} unreadable line(s) skipped")
     if (run_dir / "corpus" / "stats.json").is_file():
@@ -155,7 +145,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
 
     from kosimcse.inference.encoder import KoSimCSE
 
-    start = time.perf_counter()
     after = KoSimCSE.from_pretrained(exported, device=device, dtype=dtype)
     models = {"after": after}
     if before_model is not None:
@@ -163,7 +152,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
         models = {"before": KoSimCSE.from_pretrained(
             before_model, pooling=after.pooling, prefix=after.prefix, max_length=after.max_length, device=device,
             dtype=dtype, prompt_template=after.module.config.prompt_template or None), **models}
-    timings["load_models_s"] = time.perf_counter() - start
     data["models"] = {name: {"path": str(exported if name == "after" else before_model), "pooling": enc.pooling,
                              "prefix": enc.prefix, "max_length": enc.max_length, "dtype": enc.dtype}
                       for name, enc in models.items()}
@@ -194,9 +182,7 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     data.update(task=task, sts={}, geometry={})
     for name, encoder in models.items():
         say(f"{name}: embedding {len(sts.sentences)} {task} sentences")
-        start = time.perf_counter()
         embeddings = encoder.encode(sts.sentences, batch_size=batch_size, show_progress=False)
-        timings[f"{name}_{task}_s"] = time.perf_counter() - start
         left, right = embeddings[sts.left], embeddings[sts.right]
         data["sts"][name] = sts_metrics(left, right, sts.gold)
         cosine = np.asarray(pairwise_cosine(left, right))
@@ -205,19 +191,15 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             sts.pairs, embeddings=dict(zip(sts.sentences, embeddings)), max_points=MAX_SAMPLE, seed=seed)}
         if domain:
             say(f"{name}: embedding {len(domain)} domain sentences (+ 2 dropout views of {len(align_texts)})")
-            start = time.perf_counter()
             domain_embeddings[name] = encoder.encode(domain, batch_size=batch_size, show_progress=False)
             view1, view2 = geometry.dropout_views(encoder, align_texts, batch_size=batch_size, seed=seed)
-            timings[f"{name}_domain_s"] = time.perf_counter() - start
             data["geometry"][name]["domain"] = geometry.corpus_geometry(
                 view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
         if scored:
             from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
 
             say(f"{name}: domain retrieval over {len(scored)} held-out documents")
-            start = time.perf_counter()
             data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size), scored)
-            timings[f"{name}_domain_retrieval_s"] = time.perf_counter() - start
     if scored:
         report.figures["domain"] = plots.png_bytes(plots.domain_plot(data["domain_retrieval"]))
     report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
@@ -257,7 +239,7 @@ def render_html(report: Report, title: str | None = None) -> str:
     figures = {name: base64.b64encode(png).decode("ascii") for name, png in report.figures.items()}
     return _ENV.get_template("page.html").render(
         title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir, notes=report.notes,
-        sections=sections, data=report.data, figures=figures, timings=report.data.get("timings"))
+        sections=sections, data=report.data, figures=figures)
 
 
 def write_report(run_dir, out=None, before_model=None, domain_texts=None, **options) -> Path:
