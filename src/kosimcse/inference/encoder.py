@@ -40,8 +40,7 @@ def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size
         index.add(np.asarray(corpus, np.float32) / np.linalg.norm(corpus, axis=1, keepdims=True).clip(1e-12))
         scores, indices = index.search(queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12), k)
         return scores, indices.astype(np.int64)
-    with warnings.catch_warnings():  # a read-only memmap: torch warns it is not writable, and only reads it
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(action="ignore", category=UserWarning):  # a read-only memmap: torch warns, only reads
         corpus = torch.from_numpy(np.asarray(corpus))
     hits = semantic_search(torch.from_numpy(queries).to(corpus.dtype), corpus, corpus_chunk_size=chunk_size, top_k=k)
     return (np.array([[h["score"] for h in row] for row in hits], np.float32),

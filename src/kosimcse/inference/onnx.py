@@ -73,8 +73,7 @@ def _quiet():
     """Mute the exporter's and quantizer's warnings: none concerns a text encoder, and our progress lines say enough."""
     logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(action="ignore"):
             yield
     finally:
         logging.disable(logging.NOTSET)

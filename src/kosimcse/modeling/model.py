@@ -128,12 +128,10 @@ class SimCSEModel(nn.Module):
             config.prompt_template = config.prompt_template or DEFAULT_PROMPT
             if config.mask_token_id is None:
                 raise ValueError("prompt pooling needs mask_token_id (the tokenizer's [MASK] id)")
-        else:
-            canonical_pooler(config.pooler)  # fail early on a typo
         self.encoder = encoder
         self.config = config
         hidden = encoder.config.hidden_size
-        self.head = MLPHead(hidden) if config.uses_head else None
+        self.head = MLPHead(hidden) if config.uses_head else None  # uses_head refuses an unknown pooler
         # Training-only parts, built by from_encoder and never exported.
         self.mlm_head = mlm_head
         self.discriminator = discriminator  # DiffCSE
