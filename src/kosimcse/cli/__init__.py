@@ -1,5 +1,4 @@
-"""``kosimcse <verb>``: one module per verb, imported only when called, so ``kosimcse --help`` stays fast and a
-broken optional dependency of one verb cannot break the others."""
+"""``kosimcse <verb>``: one module per verb, imported only when called (fast help; no verb breaks another)."""
 
 from __future__ import annotations
 

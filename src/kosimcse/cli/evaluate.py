@@ -29,7 +29,7 @@ Examples:
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON results to this file.")
 @model_options
-def command(model_name, tasks, batch_size, row_name, data_dir, as_json, out_path, model_settings):
+def command(model_name, tasks, batch_size, row_name, data_dir, as_json, out_path, **model_settings):
     """Evaluate a sentence encoder on KorSTS / KLUE-STS: Pearson and Spearman (x100) of cosine, Euclidean,
     Manhattan and dot similarities against the gold scores."""
     from kosimcse.evaluation.sts import StsEvaluator, markdown_table, metrics_json

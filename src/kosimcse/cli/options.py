@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-
 import click
 
 from kosimcse.inference.onnx import BACKENDS
 
 
 def validate_pooling(ctx, param, value):
-    """Click callback: reject an unknown pooler as a usage error rather than a traceback."""
-    if value is None:
-        return None
+    """Click callback: an unknown pooler is a usage error, not a traceback."""
     from kosimcse.modeling.model import PROMPT_POOLER
     from kosimcse.modeling.pooling import canonical_pooler
 
     try:
-        if value != PROMPT_POOLER:
+        if value not in (None, PROMPT_POOLER):
             canonical_pooler(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
@@ -55,19 +51,13 @@ _MODEL_OPTIONS = (
     click.option("--allow-pickle", is_flag=True, help="Allow pickle (.bin) weights. Only for files you trust."),
     click.option("--trust-remote-code", is_flag=True, help="Run model code from the model folder/Hub. Off by default."),
 )
-_MODEL_NAMES = ("pooling", "prefix", "max_length", "dtype", "device", "backend", "allow_pickle", "trust_remote_code")
 
 
 def model_options(command):
-    """Add the model options; the command receives them as one ``model_settings`` dict for ``load_model``."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        return command(*args, model_settings={name: kwargs.pop(name) for name in _MODEL_NAMES}, **kwargs)
-
+    """Add the model options; the command takes them as ``**model_settings`` for ``load_model``."""
     for option in reversed(_MODEL_OPTIONS):
-        wrapper = option(wrapper)
-    return wrapper
+        command = option(command)
+    return command
 
 
 def load_model(model_name: str, settings: dict):

@@ -27,12 +27,9 @@ PUBLISHED = [{"name": f"seed project, published (not measured here): {name}", "c
              for name, p, s in (("supervised", 84.27, 84.17), ("unsupervised roberta-small", 70.73, 70.40))]
 TASK_NAMES = {"korsts-dev": "KorSTS dev", "korsts-test": "KorSTS test", "klue-sts-dev": "KLUE-STS dev"}
 MODELS = ("start", "selected", "last")
-# Alignment/uniformity are read on KorSTS dev (positives: gold >= 4), as the SimCSE paper does on STS-B dev.
-GEOMETRY_TASK = "korsts-dev"
 SELECTION_TASK = "korsts-dev-quick"  # the KorSTS-dev subset scored during training, registered for one run
 STRONG_START = 70.0  # KorSTS dev cosine Spearman of a start that is a sentence-embedding model already (e5: ~80)
 SEARCH_SAMPLE = 2000  # sentences to search in: embedding the whole corpus takes minutes on a CPU
-SPARK = "▁▂▃▄▅▆▇█"
 
 
 def choose_encoder(model: str) -> tuple[str, str]:
@@ -55,59 +52,41 @@ def recipe_for(model_id: str) -> dict:
     return dict(pooler="cls", mlp_only_train=True, learning_rate=5e-5, max_length=32)
 
 
-@contextlib.contextmanager
-def library_progress_bars(enabled: bool):
-    """The progress bars of transformers (weights) and datasets (corpus) on or off; put back afterwards."""
+def quiet_libraries(ctx: click.Context) -> None:
+    """Turn the progress bars of transformers (weights) and datasets (corpus) off until the command ends."""
     import datasets
     from transformers.utils import logging as hf_logging
 
-    def switch(ds_on: bool, hf_on: bool) -> None:
-        (datasets.enable_progress_bars if ds_on else datasets.disable_progress_bars)()
-        (hf_logging.enable_progress_bar if hf_on else hf_logging.disable_progress_bar)()
-
-    before = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
-    switch(enabled, enabled)
-    try:
-        yield
-    finally:
-        switch(*before)
+    for library in (datasets, hf_logging):  # the same three names in both
+        if library.is_progress_bar_enabled():
+            library.disable_progress_bar()
+            ctx.call_on_close(library.enable_progress_bar)
 
 
-def load_model(margs, checkpoint: Path | None = None):
-    """The model as training builds it, with the weights of a Trainer checkpoint when one is given."""
+def evaluate_model(margs, checkpoint, precision: str, progress: bool, data_dir=None) -> tuple[dict, dict | None]:
+    """All 8 metrics on every quickstart task and alignment/uniformity on KorSTS dev (positives: gold >= 4, as SimCSE
+    reads them on STS-B dev) of the model as training builds it, with a Trainer checkpoint's weights when given."""
+    import numpy as np
     from safetensors.torch import load_file
 
+    from kosimcse.evaluation.geometry import sts_geometry
+    from kosimcse.evaluation.sts import StsEvaluator
     from kosimcse.training.run import build_model
 
     model, tokenizer, _ = build_model(margs)
     if checkpoint is not None:
-        file = Path(checkpoint) / "model.safetensors"
-        if not file.is_file():
-            raise KoSimCSEError(f"{checkpoint} has no model.safetensors")
-        missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
-        missing = set(missing) - set(model._keys_to_ignore_on_save)
-        if missing or unexpected:
-            raise KoSimCSEError(f"{file} does not fit the model: missing {sorted(missing)[:3]}, "
+        missing, unexpected = model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"), strict=False)
+        if set(missing) - set(model._keys_to_ignore_on_save) or unexpected:
+            raise KoSimCSEError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:3]}, "
                                 f"unexpected {sorted(unexpected)[:3]}")
-    return model, tokenizer
-
-
-def evaluate_model(margs, checkpoint, precision: str, progress: bool, data_dir=None) -> tuple[dict, dict | None]:
-    """All 8 metrics on every quickstart task and alignment/uniformity on KorSTS dev, embedding each distinct
-    sentence of the three sets once (with training's encode path)."""
-    import numpy as np
-
-    from kosimcse.evaluation.geometry import sts_geometry
-    from kosimcse.evaluation.sts import StsEvaluator
-
-    model, tokenizer = load_model(margs, checkpoint)
     evaluators = {task: StsEvaluator.from_task(task, data_dir) for task in DEFAULT_EVAL_SETS}
+    # Each distinct sentence of the three sets embedded once (KorSTS dev and test share some).
     sentences = list(dict.fromkeys(s for ev in evaluators.values() for s in ev.sentences))
     vectors = model.encode(tokenizer, sentences, batch_size=128, precision=precision, show_progress=progress)
     lookup = dict(zip(sentences, vectors))
     results = {task: ev(lambda texts: np.stack([lookup[s] for s in texts])) for task, ev in evaluators.items()}
     try:
-        geometry = sts_geometry(evaluators[GEOMETRY_TASK].pairs, embeddings=lookup)
+        geometry = sts_geometry(evaluators["korsts-dev"].pairs, embeddings=lookup)
     except ValueError:  # a (test-sized) dev set without any pair scored >= 4
         geometry = None
     return results, geometry
@@ -132,78 +111,26 @@ def selection_subset(pairs: int, data_dir=None):
         unregister_sts_task(SELECTION_TASK)
 
 
-def encoder_layers(model_id: str) -> int:
-    """The number of transformer layers of an encoder (resolved as training resolves it)."""
-    from transformers import AutoConfig
-
-    from kosimcse.loading.resolve import resolve_model
-
-    return int(getattr(AutoConfig.from_pretrained(resolve_model(model_id)), "num_hidden_layers", 0) or 0)
-
-
-def read_curve(metrics_file: Path) -> tuple[list[dict], list[dict]]:
-    """The dev curve (cosine Spearman on the selection set) and the training loss, by step, from ``metrics.jsonl``."""
-    from kosimcse.report.html import read_metrics
-
-    records, _ = read_metrics(metrics_file)
-    return ([{"step": r["step"], "cosine_spearman": r["eval_cosine_spearman"]}
-             for r in records if "eval_cosine_spearman" in r],
-            [{"step": r["step"], "loss": r["loss"]} for r in records if "loss" in r])
-
-
-def sparkline(values: list[float]) -> str:
-    lo, hi = min(values, default=0), max(values, default=0)
-    if hi - lo < 1e-9:
-        return SPARK[3] * len(values)
-    return "".join(SPARK[round((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
-
-
 def _fmt_time(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def read_result(result: dict) -> str:
-    """One plain paragraph, from quickstart.json, on what training did and where SimCSE helps (cosine Spearman)."""
-    start, selected, last = (result["tables"][k] for k in MODELS)
-
-    def moves(a: dict, b: dict) -> str:
-        return ", ".join(f"{TASK_NAMES.get(t, t)} {a[t]['cosine_spearman']:.2f} -> {b[t]['cosine_spearman']:.2f} "
-                         f"({b[t]['cosine_spearman'] - a[t]['cosine_spearman']:+.2f})" for t in a)
-
-    g0, g1 = result["geometry"]["start"], result["geometry"]["last"]
-    step, last_step = result["selected"]["step"], result["last"]["step"]
-    text = f"Training moved the model: at the last checkpoint (step {last_step}) {moves(start, last)}"
-    if g0 and g1:
-        text += (f"; uniformity {g0['uniformity']:.2f} -> {g1['uniformity']:.2f} and alignment {g0['alignment']:.2f} "
-                 f"-> {g1['alignment']:.2f} (lower is better for both)")
-    if result["selected"]["kept_initial_model"]:
-        text += (f". Checkpoints are chosen on the {result['curve']['pairs']:,} KorSTS-dev pairs scored during "
-                 "training (never on the test sets), and none beat the start there, so the exported model is the "
-                 "start, unchanged.")
-    else:
-        text += (f". The exported model is the checkpoint of step {step}"
-                 + (" (the last)" if step == last_step else f": {moves(start, selected)}") + ".")
-    b, s = start["korsts-dev"]["cosine_spearman"], selected["korsts-dev"]["cosine_spearman"]
-    if b >= STRONG_START:
-        what = "as e5 is" if "e5" in result["model"].lower() else "as this one is"
-        text += (f" For a start that is already a sentence-embedding model, {what}, unsupervised SimCSE on general "
-                 "text gains little or nothing. SimCSE helps a raw encoder (e.g. --model klue/roberta-small), adapts a "
-                 "model to your own domain corpus (recipes/domain.yaml), and labelled STS data trains past the start "
-                 "(recipes/multitask.yaml: 81.26 on KorSTS test from e5, docs/BENCHMARKS.md).")
-    elif s - b < 1.0:
-        text += f" A weak start like this one gains most from a longer run: {result['next_commands'][2]['command']}"
-    return text
+    """One plain paragraph, from quickstart.json, on what training did and where SimCSE helps."""
+    lines = [line.strip() for line in str(_template().module.reading(result)).splitlines()]
+    # The template writes a clause a line; one that opens with punctuation continues the sentence before it.
+    return "".join(line if line[:1] in ".;," else " " + line for line in lines if line).strip()
 
 
 def program() -> str:
     """How this user runs kosimcse: the script as invoked when under the current folder (``.venv/bin/kosimcse``
-    from ``make quickstart``), else ``kosimcse`` when that same one is on PATH, else ``python -m kosimcse``."""
-    argv0, cwd, on_path = Path(sys.argv[0] if sys.argv else "."), Path.cwd().resolve(), shutil.which("kosimcse")
-    script = argv0.name == "kosimcse" and argv0.is_file()
-    if script and argv0.resolve().is_relative_to(cwd):
-        return shlex.quote(str(argv0.resolve().relative_to(cwd)))
-    if on_path and (not script or Path(on_path).resolve() == argv0.resolve()):
+    from ``make quickstart``), else ``kosimcse`` when it is the one on PATH, else ``python -m kosimcse``."""
+    argv0, cwd = Path(sys.argv[0] if sys.argv else ".").resolve(), Path.cwd().resolve()
+    script, on_path = argv0.name == "kosimcse" and argv0.is_file(), shutil.which("kosimcse")
+    if script and argv0.is_relative_to(cwd):
+        return shlex.quote(str(argv0.relative_to(cwd)))
+    if script and on_path and Path(on_path).resolve() == argv0:
         return "kosimcse"
     return f"{shlex.quote(sys.executable)} -m kosimcse"  # this interpreter runs this install
 
@@ -229,6 +156,7 @@ def next_commands(model_id: str, out: Path, texts: Path, n_texts: int, options: 
          f"--train_file runs/domain-corpus/sentences.txt --model_name_or_path {q(model_id)} "
          f"--pooler {settings['pooler']}{prefix} --mlp_only_train true"),
     )]
+
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -268,9 +196,11 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
                             "so that the last step is evaluated and kept as a checkpoint")
     progress = not (no_progress or as_json)
     click.echo("quickstart: loading torch and transformers ...", err=True)
-    click.get_current_context().with_resource(library_progress_bars(progress))
+    if not progress:
+        quiet_libraries(click.get_current_context())
     from kosimcse.data.corpus import default_sources, prepare_corpus
     from kosimcse.paths import data_dir as resolve_data_dir
+    from kosimcse.report.html import read_metrics, sample_lines
     from kosimcse.training.args import load_recipe
     from kosimcse.training.run import model_card, train
 
@@ -291,9 +221,7 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     if sentences.exists():
         say(f"[2/6] reusing the seed corpus {sentences} (delete it to prepare again)")
     else:
-        kowiki = root / "corpus" / "kowiki"
-        if kowiki_part != "all":
-            kowiki /= kowiki_part
+        kowiki = root / "corpus" / "kowiki" / ("" if kowiki_part == "all" else kowiki_part)
         if not kowiki.exists():
             raise KoSimCSEError(f"--kowiki-part {kowiki_part}: {kowiki} does not exist")
         say(f"[2/6] preparing the seed corpus (kowiki {kowiki_part} + KLUE-STS/KorSTS train sentences) -> {sentences}")
@@ -311,8 +239,12 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
         say(f"      replacing the previous quickstart run in {run_dir}")
         shutil.rmtree(run_dir)
     settings = recipe_for(model_id)
-    if freeze_layers is None:
-        freeze_layers = encoder_layers(model_id) // 2
+    if freeze_layers is None:  # half of the encoder's layers, as training resolves the model
+        from transformers import AutoConfig
+
+        from kosimcse.loading.resolve import resolve_model
+
+        freeze_layers = getattr(AutoConfig.from_pretrained(resolve_model(model_id)), "num_hidden_layers", 0) // 2
     tables, geometry = {}, {}
     with selection_subset(dev_pairs, root) as (selection_task, selection_pairs):
         # report_tasks empty: train() would evaluate the exported model again, which is evaluated below anyway.
@@ -364,13 +296,11 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     summary["results"] = tables["selected"]
     (run_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
 
-    sample = corpus
-    if len(corpus) > SEARCH_SAMPLE:
-        sample = [corpus[i] for i in sorted(random.Random(0).sample(range(len(corpus)), SEARCH_SAMPLE))]
+    sample = sample_lines(sentences, SEARCH_SAMPLE)
     (out / "search-sample.txt").write_text("\n".join(sample) + "\n", encoding="utf-8")
     options = "".join(f"--{k} {shlex.quote(str(v))} " for k, v in (("model", model), ("data-dir", data_dir))
                       if v not in (None, "auto"))
-    points, loss = read_curve(run_dir / "metrics.jsonl")
+    records, _ = read_metrics(run_dir / "metrics.jsonl")
     walls["total"] = round(time.time() - t0, 1)
     result = {
         "model": model_id, "why": why, "precision": targs.precision, "precision_reason": targs.precision_reason,
@@ -388,8 +318,11 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
         "selected": {"step": step, "kept_initial_model": kept_initial, "checkpoint": best_ckpt,
                      "exported": str(best_dir)},
         "last": {"step": last_step, "checkpoint": str(last_ckpt)},
-        "curve": {"task": selection_task, "pairs": selection_pairs, "metric": "cosine_spearman", "points": points},
-        "train_loss": loss,
+        # The dev curve: cosine Spearman on the selection subset, by step.
+        "curve": {"task": selection_task, "pairs": selection_pairs, "metric": "cosine_spearman",
+                  "points": [{"step": r["step"], "cosine_spearman": r["eval_cosine_spearman"]}
+                             for r in records if "eval_cosine_spearman" in r]},
+        "train_loss": [{"step": r["step"], "loss": r["loss"]} for r in records if "loss" in r],
         "geometry": {k: geometry[k] for k in MODELS},
         "next_commands": next_commands(model_id, out, out / "search-sample.txt", len(sample), options),
         "wall_time_s": walls,
@@ -402,43 +335,22 @@ def command(model, data_dir, out_dir, kowiki_part, max_steps, batch_size, eval_s
     click.echo(text if as_json else render(result))
 
 
-def render(result: dict) -> str:
-    """The quickstart's printed report, from its quickstart.json."""
+@functools.cache
+def _template():
+    """resources/report/quickstart.md: the quickstart's printed words."""
+    import jinja2
+
     from kosimcse.evaluation.sts import markdown_table
 
-    names, tables, s = result["names"], result["tables"], result["settings"]
-    lines = [f"## Quickstart: {result['model']}, {s['max_steps']} steps of unsupervised SimCSE "
-             f"(batch {s['batch_size']}, {result['precision']})", ""]
-    for task in result["tasks"]:
-        rows = {names[k]: tables[k][task] for k in MODELS}
-        if task == "korsts-test":
-            rows.update({p["name"]: p for p in result["published_korsts_test"]})
-        lines += [f"### {task}", "", markdown_table(rows), ""]
+    env = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), trim_blocks=True,
+                             lstrip_blocks=True)
+    env.globals.update(markdown_table=markdown_table, fmt_time=_fmt_time, models=MODELS, task_names=TASK_NAMES,
+                       strong_start=STRONG_START)
+    return env.get_template("quickstart.md")
 
-    curve, loss = result["curve"], result["train_loss"]
-    points = curve["points"]
-    lines += [f"### Dev curve: cosine Spearman on {curve['pairs']:,} KorSTS-dev pairs, scored during training to "
-              "select the checkpoint", ""]
-    if points:
-        lines += ["step   " + " ".join(f"{p['step']:>6}" for p in points),
-                  "score  " + " ".join(f"{p['cosine_spearman']:6.2f}" for p in points)
-                  + "   " + sparkline([p["cosine_spearman"] for p in points])]
-    if loss:
-        lines.append(f"train loss {loss[0]['loss']:.4f} (step {loss[0]['step']}) -> "
-                     f"{loss[-1]['loss']:.4f} (step {loss[-1]['step']})")
 
-    geo = {k: result["geometry"][k] or {} for k in MODELS}
-    lines += ["", "### Alignment and uniformity on KorSTS dev (lower is better for both)", "",
-              "| Model | Alignment | Uniformity |", "|:---|:---:|:---:|"]
-    # Three significant digits: a random or collapsed encoder sits near 0 on both.
-    lines += [f"| {names[k]} | " + " | ".join("n/a" if geo[k].get(m) is None else f"{geo[k][m]:#.3g}"
-                                              for m in ("alignment", "uniformity")) + " |" for k in MODELS]
-    lines += ["", "Alignment: mean squared distance between the two sentences of pairs scored >= 4; uniformity: how "
-                  f"evenly {geo['start'].get('points', 0):,} of the sentences spread over the sphere.", "",
-              "### What this means", "", result["reading"], "",
-              "### Wall time", "", ", ".join(f"{k.replace('_', ' ')} {_fmt_time(v)}"
-                                             for k, v in result["wall_time_s"].items()), "",
-              "### Next", ""]
-    for item in result["next_commands"]:
-        lines += [f"# {item['what']}", item["command"]]
-    return "\n".join(lines)
+def render(result: dict) -> str:
+    """The quickstart's printed report, from its quickstart.json."""
+    tables = {task: {result["names"][k]: result["tables"][k][task] for k in MODELS} for task in result["tasks"]}
+    tables["korsts-test"].update({p["name"]: p for p in result["published_korsts_test"]})
+    return str(_template().module.printed(result, tables)).rstrip("\n")

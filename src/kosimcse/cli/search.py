@@ -11,39 +11,31 @@ from kosimcse.cli.options import TEXT_COLUMN, load_model, model_options
 from kosimcse.errors import DataError, KoSimCSEError
 
 
-def load_index(path: Path):
-    """Embeddings from ``.npy`` (memory-mapped, so large indexes are scanned, not loaded) or ``.parquet``."""
+def load_index(path: Path, texts_path: Path | None = None, text_column: str = "text"):
+    """Embeddings (``.npy`` memory-mapped, so large indexes are scanned, not loaded; or ``.parquet``) and the texts
+    behind the rows: from ``texts_path`` (encode's INPUT), else a .parquet index's own column, else none."""
     import numpy as np
 
-    suffix = path.suffix.lower()
+    from kosimcse.data.readers import read_texts
+
+    texts = [r.text for r in read_texts(texts_path, text_column=text_column)] if texts_path is not None else []
     try:
-        if suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             emb = np.load(path, mmap_mode="r")
-        elif suffix == ".parquet":
+        elif path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+            table = pq.read_table(path, columns=["embedding"] if texts_path else ["embedding", "text"])
+            column = table.column("embedding").combine_chunks()
             emb = column.flatten().to_numpy().reshape(len(column), -1)
+            texts = texts or table.column("text").to_pylist()
         else:
             raise DataError("index must be a .npy or .parquet file written by `kosimcse encode`", path)
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"unreadable index: {e}", path) from None
     if emb.ndim != 2:
         raise DataError(f"index has shape {emb.shape}, expected [n, dim]", path)
-    return emb
-
-
-def load_index_texts(path: Path | None, index_path: Path, text_column: str) -> list[str]:
-    """The texts behind the index rows: from ``path`` (encode's INPUT), else a .parquet index's own column."""
-    from kosimcse.data.readers import read_texts
-
-    if path is not None:
-        return [r.text for r in read_texts(path, text_column=text_column)]
-    if index_path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(index_path, columns=["text"]).column("text").to_pylist()
-    return []
+    return emb, texts
 
 
 @click.command("search", epilog="""\b
@@ -62,10 +54,9 @@ Examples:
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one object per query.")
 @model_options
-def command(model_name, index_path, texts_path, text_column, queries, k, as_json, model_settings):
+def command(model_name, index_path, texts_path, text_column, queries, k, as_json, **model_settings):
     """Print the K most similar indexed texts (cosine) for each --query."""
-    corpus = load_index(index_path)
-    texts = load_index_texts(texts_path, index_path, text_column)
+    corpus, texts = load_index(index_path, texts_path, text_column)
     if texts and len(texts) != corpus.shape[0]:
         raise KoSimCSEError(f"{texts_path or index_path} has {len(texts)} texts but the index has {corpus.shape[0]} "
                             "rows; pass the same INPUT (and --text-column) that `encode` used")

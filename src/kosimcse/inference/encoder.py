@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Sequence
@@ -22,8 +23,8 @@ def default_device() -> torch.device:
 
 def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size: int = 65536,
                 use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` corpus rows by cosine per query: ``(scores [q, k], indices [q, k])``, best first. The corpus (maybe
-    a memory-mapped ``.npy``) is scanned in chunks so memory stays bounded; faiss serves in-memory ones if installed."""
+    """Top-``k`` corpus rows by cosine per query: ``(scores [q, k], indices [q, k])``, best first. A (memory-mapped)
+    corpus is scanned in chunks so memory stays bounded; faiss serves in-memory ones if installed."""
     from sentence_transformers.util import semantic_search
 
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -32,18 +33,14 @@ def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     if use_faiss is None:
         use_faiss = not isinstance(corpus, np.memmap) and len(corpus) <= chunk_size * 4
-    if use_faiss:
-        try:
-            import faiss
-        except ImportError:
-            pass
-        else:
-            index = faiss.IndexFlatIP(corpus.shape[1])
-            index.add(np.asarray(corpus, np.float32) / np.linalg.norm(corpus, axis=1, keepdims=True).clip(1e-12))
-            scores, indices = index.search(queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12), k)
-            return scores, indices.astype(np.int64)
-    with warnings.catch_warnings():  # a read-only memmap: torch warns it is not writable, and only reads it
-        warnings.simplefilter("ignore", UserWarning)
+    if use_faiss and importlib.util.find_spec("faiss"):
+        import faiss
+
+        index = faiss.IndexFlatIP(corpus.shape[1])
+        index.add(np.asarray(corpus, np.float32) / np.linalg.norm(corpus, axis=1, keepdims=True).clip(1e-12))
+        scores, indices = index.search(queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12), k)
+        return scores, indices.astype(np.int64)
+    with warnings.catch_warnings(action="ignore", category=UserWarning):  # a read-only memmap: torch warns, only reads
         corpus = torch.from_numpy(np.asarray(corpus))
     hits = semantic_search(torch.from_numpy(queries).to(corpus.dtype), corpus, corpus_chunk_size=chunk_size, top_k=k)
     return (np.array([[h["score"] for h in row] for row in hits], np.float32),
@@ -52,16 +49,12 @@ def topk_cosine(queries: np.ndarray, corpus: np.ndarray, k: int = 10, chunk_size
 
 class KoSimCSE:
     """A sentence encoder: ``KoSimCSE.from_pretrained(path).encode(texts)``, a thin wrapper over ``SimCSEModel.encode``.
-
-    Pooling, prefix and max length come from the arguments, else from the settings saved with the model, else
-    ``mean``/``""``/128. ``backend``: ``torch``, or an ONNX Runtime graph (``onnx``, ``onnx-int8``).
-    """
+    Pooling, prefix and max length come from the arguments, else the model's saved settings, else mean/""/128."""
 
     def __init__(self, model, tokenizer, pooling: str | None = None, prefix: str | None = None,
                  max_length: int | None = None, device: torch.device | str | None = None, dtype: str = "auto",
                  path: Path | None = None, head=None, backend: str = "torch"):
-        """``model``: a ``SimCSEModel``, or a bare encoder that ``pooling``, ``prefix``, ``max_length`` and ``head``
-        make into one."""
+        """``model``: a ``SimCSEModel``, or a bare encoder that the other settings make into one."""
         from kosimcse.loading.resolve import DEFAULT_MAX_LENGTH, DEFAULT_POOLING
         from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
 
@@ -83,9 +76,8 @@ class KoSimCSE:
                         max_length: int | None = None, device: str | None = None, dtype: str = "auto",
                         allow_pickle: bool = False, trust_remote_code: bool = False,
                         backend: str = "auto", prompt_template: str | None = None) -> "KoSimCSE":
-        """``backend``: ``torch``, ``onnx`` (fp32 graph), ``onnx-int8`` (this CPU's int8 graph), or ``auto``: int8
-        where its export is present and kept its vectors close to fp32, else torch. An ONNX backend builds
-        its export into the model folder on first use."""
+        """``backend``: ``torch``, ``onnx`` (fp32 graph), ``onnx-int8`` (this CPU's int8 graph), or ``auto`` (int8
+        where its export kept its vectors close to fp32, else torch); an ONNX backend exports on first use."""
         from kosimcse.inference.onnx import load_onnx_encoder, resolve_backend
         from kosimcse.loading.resolve import load_encoder, resolve_model
 

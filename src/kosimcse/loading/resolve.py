@@ -1,7 +1,9 @@
-"""Find and load an encoder safely: local folder or Hub id, safetensors only unless pickle is allowed, failing fast offline."""
+"""Find and load an encoder safely: local folder or Hub id, safetensors only unless pickle is allowed, failing fast
+offline."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,7 +54,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _modules(root: Path) -> list[tuple[str, Path]]:
-    """``(kind, folder)`` of each module in a sentence-transformers ``modules.json`` (kind: ``Pooling``, ...)."""
+    """``(kind, folder)`` of each module in a sentence-transformers ``modules.json``."""
     if not (root / "modules.json").is_file():
         return []
     return [(str(m.get("type", "")).rsplit(".", 1)[-1], root / m.get("path", ""))
@@ -60,7 +62,7 @@ def _modules(root: Path) -> list[tuple[str, Path]]:
 
 
 def transformer_dir(root: Path) -> Path:
-    """The folder holding the Hugging Face model: the root, or the Transformer module of a sentence-transformers folder."""
+    """The folder holding the Hugging Face model: the root, or a sentence-transformers folder's Transformer module."""
     return next((sub for kind, sub in _modules(root) if kind == "Transformer" and sub.is_dir()), root)
 
 
@@ -85,8 +87,8 @@ def check_weights(folder: Path, allow_pickle: bool = False) -> str:
 
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """True when a TCP connection to the Hub endpoint opens within ``timeout`` seconds (DNS included); the probe
-    runs in a daemon thread so that a resolver that hangs cannot stall us past the deadline."""
+    """True when a TCP connection to the Hub endpoint opens within ``timeout`` seconds, DNS included (hence the daemon
+    thread: a hanging resolver cannot stall us past the deadline)."""
     from urllib.parse import urlparse
 
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
@@ -94,11 +96,9 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     result = []
 
     def probe():
-        try:
+        with contextlib.suppress(OSError):
             socket.create_connection(address, timeout=timeout).close()
             result.append(True)
-        except OSError:
-            pass
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
@@ -110,10 +110,8 @@ def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
     from huggingface_hub import snapshot_download
 
     patterns = _HUB_PATTERNS + (["*.bin"] if allow_pickle else [])
-    try:  # a model already in the local Hub cache needs no network at all
+    with contextlib.suppress(Exception):  # a model already in the local Hub cache needs no network at all
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:
-        pass
     if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
            for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         raise ModelLoadError(
@@ -130,8 +128,8 @@ def _from_hub(repo_id: str, allow_pickle: bool) -> Path:
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
-    """A local folder holding loadable weights for ``name_or_path`` (a folder, a Hub id, or ``e5-small-airgap``).
-    ``trust_remote_code`` is accepted so callers can pass it through; resolving never runs model code."""
+    """A local folder holding loadable weights for ``name_or_path`` (a folder, a Hub id, or ``e5-small-airgap``);
+    resolving never runs model code, whatever ``trust_remote_code`` says."""
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if name == AIRGAP_ALIAS:
@@ -161,8 +159,8 @@ def _pooling_mode(config: dict) -> str | None:
 
 
 def read_config(root: str | os.PathLike):
-    """The ``SimCSEConfig`` saved with a model: its ``kosimcse_config.json``, else what a sentence-transformers folder
-    implies (Pooling, Normalize, max_seq_length, default prompt), else mean pooling, no prefix, 128 tokens."""
+    """The ``SimCSEConfig`` saved with a model: its ``kosimcse_config.json``, else what its sentence-transformers
+    modules imply, else mean pooling, no prefix, 128 tokens."""
     from kosimcse.modeling.model import SimCSEConfig
 
     root = Path(root)
@@ -191,8 +189,8 @@ def read_config(root: str | os.PathLike):
 
 
 def load_dense_head(root: str | os.PathLike):
-    """The sentence-transformers ``Dense`` modules after pooling (e.g. SimCSE's inference MLP) as one torch module,
-    or ``None`` when the folder has none. Weights are read from safetensors only."""
+    """The sentence-transformers ``Dense`` modules (e.g. SimCSE's inference MLP) as one torch module, or ``None``;
+    weights are read from safetensors only."""
     import torch
     from safetensors.torch import load_file
 
@@ -216,34 +214,31 @@ def load_dense_head(root: str | os.PathLike):
     return (layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)).eval()
 
 
-def inference_model(encoder, tokenizer, root: Path, **settings):
-    """``SimCSEModel.for_inference`` over a loaded encoder: the folder's saved config with the non-None ``settings``
-    (any ``SimCSEConfig`` field: pooler, prefix, inference_max_length, ...) over it, and the folder's saved head."""
+def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+                 load_model=None, **settings) -> LoadedEncoder:
+    """Resolve and load ``(model, tokenizer, folder)``: a ``SimCSEModel`` in eval mode over the folder's encoder (or
+    ``load_model(folder)``'s, e.g. an ONNX graph) and saved head, with the non-None ``settings`` (``SimCSEConfig``
+    fields) over its saved config."""
     from dataclasses import replace
+
+    from transformers import AutoModel, AutoTokenizer
 
     from kosimcse.modeling.model import SimCSEModel
 
+    root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    folder = transformer_dir(root)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        # resolve_model checked the weights: safetensors are there unless pickles were allowed (then preferred).
+        encoder = load_model(folder) if load_model else AutoModel.from_pretrained(
+            folder, use_safetensors=None if allow_pickle else True, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
     config = replace(read_config(root), **{k: v for k, v in settings.items() if v is not None})
     if config.mask_token_id is None:
         config.mask_token_id = tokenizer.mask_token_id
     try:
-        return SimCSEModel.for_inference(encoder, config, load_dense_head(root))
+        model = SimCSEModel.for_inference(encoder, config, load_dense_head(root))
     except ValueError as e:
         raise ModelLoadError(f"{root}: {e}") from None
-
-
-def load_encoder(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, trust_remote_code: bool = False,
-                 **settings) -> LoadedEncoder:
-    """Resolve and load ``(model, tokenizer, folder)``: the model is a ``SimCSEModel`` in eval mode, built by
-    ``inference_model`` (``settings`` override the saved config)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    root = resolve_model(name_or_path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    folder = transformer_dir(root)
-    safetensors = check_weights(folder, allow_pickle) == "safetensors"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        encoder = AutoModel.from_pretrained(folder, use_safetensors=safetensors, trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise ModelLoadError(f"could not load the model in {folder}: {type(e).__name__}: {e}") from None
-    return LoadedEncoder(inference_model(encoder, tokenizer, root, **settings), tokenizer, root)
+    return LoadedEncoder(model, tokenizer, root)

@@ -1,12 +1,5 @@
-"""Regularisation towards the starting model: distil its in-batch similarity matrix into the student.
-
-A strong encoder (e5) drifts under a short contrastive run and loses quality outside the training domain. A frozen
-copy of the starting encoder (and head) embeds each batch's anchor sentences; the student's row softmaxes over the
-same anchor x anchor cosines (temperature as the contrastive loss, self-similarity left out) are pulled towards the
-teacher's by KL. Sentence-to-sentence geometry, what STS measures, is kept; the positives (a passage, under ICT) are
-free to move. The anchors are gathered from every rank like ``InfoNCELoss``'s, so under DDP it is the global
-batch's loss and each rank's gradient share is scaled back the same way.
-"""
+"""Regularisation towards the starting model: a strong encoder (e5) drifts under a short contrastive run and loses
+quality outside its training domain, so its in-batch anchor similarities are distilled into the student."""
 
 from __future__ import annotations
 
@@ -19,22 +12,21 @@ from kosimcse.evaluation.similarity import cosine_matrix
 from kosimcse.modeling.losses import gather_keep_local_grad, global_loss
 
 
-class FrozenStart(nn.Module):
-    """A copy of the starting encoder and head, without gradients, always in eval mode (no dropout)."""
+class FrozenCopy(nn.Module):
+    """A copy of an encoder (and head), without gradients, always in eval mode (no dropout)."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module | None):
+    def __init__(self, encoder: nn.Module, head: nn.Module | None = None):
         super().__init__()
         self.encoder, self.head = copy.deepcopy(encoder), copy.deepcopy(head)
-        self.requires_grad_(False)
-        self.eval()
+        self.requires_grad_(False).eval()
 
     def train(self, mode: bool = True):
         return super().train(False)
 
 
 def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) between the row softmaxes of each side's ``[n, n]`` cosine matrix over the global batch,
-    the diagonal (always 1) left out; 0 when the two sides' cosines agree."""
+    """KL(teacher || student) between the row softmaxes of each side's anchor x anchor cosines over the global batch,
+    the diagonal left out: sentence geometry, what STS measures, is kept while the positives are free to move."""
     student, teacher = gather_keep_local_grad(student), gather_keep_local_grad(teacher.detach())
     n = student.size(0)
     off = ~torch.eye(n, dtype=torch.bool, device=student.device)

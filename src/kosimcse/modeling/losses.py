@@ -1,5 +1,5 @@
 """Contrastive losses, registered by name: a new loss is one ``Loss`` subclass with ``@register_loss``, whose
-declarations (``inputs``, ``options``, ``default_for``) drive ``loss: auto`` and the settings checks in run.py."""
+declarations drive ``loss: auto`` and the settings checks in run.py."""
 
 from __future__ import annotations
 
@@ -22,12 +22,9 @@ def world() -> tuple[int, int]:
 
 
 def gather_keep_local_grad(t: torch.Tensor) -> torch.Tensor:
-    """``t`` of all ranks concatenated along dim 0, where only this rank's slice keeps its autograd graph.
-
-    Gradients stay exact because every rank computes the whole global loss, so it back-propagates every term of its
-    own embeddings. Not an autograd all_gather: its backward collective, run while DDP all-reduces, gave wrong
-    gradients under gloo (tests/test_ddp.py). Every rank must pass the same shape (ragged last batches are dropped).
-    """
+    """``t`` of all ranks concatenated along dim 0, where only this rank's slice keeps its autograd graph: every rank
+    computes the whole global loss, so gradients stay exact. (An autograd all_gather's backward collective, run while
+    DDP all-reduces, gave wrong gradients under gloo.) Every rank must pass the same shape."""
     rank, size = world()
     if size == 1:
         return t
@@ -38,8 +35,8 @@ def gather_keep_local_grad(t: torch.Tensor) -> torch.Tensor:
 
 
 def global_loss(loss: torch.Tensor) -> torch.Tensor:
-    """A loss every rank computed over the gathered batch, its gradient scaled by the world size (same value): DDP
-    averages the ranks' gradients, each only its own share, and the average must equal the single-process one."""
+    """A loss every rank computed over the gathered batch, its gradient scaled by the world size (same value), so
+    DDP's average of the ranks' shares equals the single-process gradient."""
     size = world()[1]
     return loss + (size - 1.0) * (loss - loss.detach()) if size != 1 else loss
 
@@ -55,8 +52,7 @@ class Loss(nn.Module):
 
     @classmethod
     def from_config(cls, config, dim: int) -> "Loss":
-        """The loss a model config (``SimCSEConfig``) asks for: its ``options``, in order, are the constructor's
-        arguments; ``dim`` is the embedding size."""
+        """The loss a ``SimCSEConfig`` asks for: its ``options``, in order, are the constructor's arguments."""
         return cls(*(getattr(config, name) for name in cls.options))
 
 
@@ -87,8 +83,7 @@ def build_loss(config, dim: int | None = None) -> Loss:
 @register_loss("infonce", default_for=("unsup", "sup"))
 class InfoNCELoss(Loss):
     """SimCSE's InfoNCE: ``anchor[i]`` must pick ``positive[i]`` among all positives and hard negatives of the global
-    batch, by cosine / temperature. ``hard_negative_weight`` is added to the logit of each anchor's own hard negative
-    (SimCSE's supervised recipe)."""
+    batch, by cosine / temperature; ``hard_negative_weight`` is added to each anchor's own hard negative's logit."""
 
     options = ("temperature", "hard_negative_weight")
 
@@ -99,8 +94,7 @@ class InfoNCELoss(Loss):
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
 
-    def extra_candidates(self) -> list[torch.Tensor]:
-        """Negatives beyond the batch's own (constants, after the positives and hard negatives)."""
+    def extra_candidates(self) -> list[torch.Tensor]:  # negatives beyond the batch's own (constants)
         return []
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,9 +109,8 @@ class InfoNCELoss(Loss):
 
 @register_loss("esimcse", default_for=("esimcse",))
 class QueueInfoNCELoss(InfoNCELoss):
-    """ESimCSE: InfoNCE with a queue of past momentum-encoder embeddings (constants) as extra negatives. The model
-    fills it in its forward (so GradCache, which calls the loss alone, cannot); ``enqueue`` gathers from every rank,
-    so all ranks hold the same queue."""
+    """ESimCSE: InfoNCE with a queue of past momentum-encoder embeddings as extra negatives, filled by the model's
+    forward (which GradCache bypasses); ``enqueue`` gathers from every rank, so all ranks hold the same queue."""
 
     options = InfoNCELoss.options + ("queue_size", "momentum")
     grad_cache = False
@@ -150,8 +143,8 @@ class QueueInfoNCELoss(InfoNCELoss):
 
 @register_loss("cosent", default_for=("sts",))
 class CoSENTLoss(Loss):
-    """CoSENT: ``log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the global batch;
-    only the order of the gold scores matters, so 0-5 scores need no rescaling."""
+    """CoSENT: ``log(1 + sum_{score_i > score_j} exp(scale * (sim_j - sim_i)))`` over all pairs of the global batch
+    (only the order of the gold scores matters)."""
 
     inputs = ("scored_pairs",)
     options = ("loss_scale",)

@@ -1,10 +1,5 @@
-"""The SimCSE model in one file: a Hugging Face encoder, a pooler, and SimCSE's MLP head.
-
-Inputs are ``[batch, views, length]`` as in princeton-nlp/SimCSE: a sentence twice (unsup; dropout makes the views
-differ), or (anchor, entailment, contradiction) (sup). All views share one encoder pass; the loss compares view 0
-with the others. The MLP head exists with ``pooler: cls`` (SimCSE's; training-only under ``mlp_only_train``) or as
-a training-only head over a mean pooler with ``mlp_only_train``; a training-only head never reaches an export.
-"""
+"""The SimCSE model: a Hugging Face encoder, a pooler and SimCSE's MLP head, over ``[batch, views, length]`` inputs
+(a sentence twice for unsup, an NLI triplet for sup); a training-only head never reaches an export."""
 
 from __future__ import annotations
 
@@ -18,50 +13,43 @@ import torch
 from torch import nn
 
 from kosimcse.errors import KoSimCSEError
-from kosimcse.modeling.distill import FrozenStart, similarity_distillation
+from kosimcse.modeling.distill import FrozenCopy, similarity_distillation
 from kosimcse.modeling.losses import LOSSES, QueueInfoNCELoss, build_loss
 from kosimcse.modeling.objectives import (DEFAULT_PROMPT, ConditionalDiscriminator, MomentumEncoder, encode_batch,
                                          pool_at_mask, replace_tokens)
 from kosimcse.modeling.pooling import canonical_pooler, needs_hidden_states, pool
 
 CONFIG_NAME = "kosimcse_config.json"
-# PromptBERT pooling: the sentence goes into ``prompt_template`` and the [MASK] state is its vector.
-PROMPT_POOLER = "prompt"
-# Poolers over which ``mlp_only_train`` adds a training-only head (canonical names: ``mean`` is ``avg``).
-MEAN_POOLERS = ("avg", "avg_first_last", "avg_top2")
+PROMPT_POOLER = "prompt"  # PromptBERT: the sentence goes into ``prompt_template``; the [MASK] state is its vector
+MEAN_POOLERS = ("avg", "avg_first_last", "avg_top2")  # where ``mlp_only_train`` adds a training-only head
 
 
 def head_setting_problem(pooler: str, mlp_only_train: bool) -> str | None:
-    """Why ``mlp_only_train`` cannot take effect with ``pooler``, or None when the pair is fine."""
-    if not mlp_only_train or pooler == "cls" or (pooler != PROMPT_POOLER and canonical_pooler(pooler) in MEAN_POOLERS):
+    """Why ``mlp_only_train`` cannot take effect with ``pooler``, or None."""
+    if not mlp_only_train or SimCSEConfig(pooler=pooler, mlp_only_train=True).uses_head:
         return None
     return (f"mlp_only_train: true has no effect with pooler: {pooler} ({pooler} has no MLP head); for SimCSE's "
             "training-only head use pooler: cls (or a mean pooler: avg, avg_first_last, avg_top2), "
             "or set mlp_only_train: false")
 
 
-def _opt(default, help: str, **kwargs):
-    return field(default=default, metadata={"help": help}, **kwargs)
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class SimCSEConfig:
-    """The model options of a recipe (the argument parser fills it), saved as ``kosimcse_config.json`` by the export
-    and the e5 importer and read by every loader."""
+    """The model options of a recipe, saved as ``kosimcse_config.json`` by the export and the importer."""
 
     pooler: str = _opt("cls", "cls, cls_before_pooler, avg (mean), avg_first_last, avg_top2, prompt.")
-    mlp_only_train: bool = _opt(False, "Train with the MLP head, embed without it (unsup SimCSE: pooler cls); over a "
-                                       "mean pooler it adds a training-only head. Not with cls_before_pooler, prompt.")
+    mlp_only_train: bool = _opt(False, "Train with the MLP head, embed without it (pooler cls, or a mean pooler).")
     temperature: float = 0.05
     hard_negative_weight: float = _opt(0.0, "Logit bonus of the paired hard negative (sup).")
     mlm_weight: float = _opt(0.0, "Weight of the auxiliary MLM loss; 0 disables it.")
     rtd_weight: float = _opt(0.0, "DiffCSE: weight of the replaced-token detection loss (paper: 0.005); 0: off.")
     rtd_mask_ratio: float = _opt(0.3, "DiffCSE: share of inner tokens replaced.")
-    distill_weight: float = _opt(0.0, "Weight of the distillation towards the starting model (its in-batch anchor "
-                                      "similarities, modeling/distill.py); 0: off.")
-    # The loss options below are read by the losses that declare them (``Loss.options``).
-    loss: str = _opt("auto", "A registered loss (modeling/losses.py): infonce, esimcse, cosent, angle; auto: the "
-                             "objective's default (cosent for sts, esimcse for esimcse, else infonce).")
+    distill_weight: float = _opt(0.0, "Weight of the distillation towards the starting model's similarities; 0: off.")
+    loss: str = _opt("auto", "infonce, esimcse, cosent, angle (modeling/losses.py); auto: the objective's default.")
     loss_scale: float = _opt(20.0, "CoSENT/AnglE scale (an inverse temperature).")
     queue_size: int = _opt(0, "ESimCSE queue of momentum-encoder negatives; 0: auto (2 batches).")
     momentum: float = _opt(0.995, "ESimCSE momentum encoder EMA factor.")
@@ -69,8 +57,7 @@ class SimCSEConfig:
     mask_token_id: int | None = _opt(None, "pooler prompt: the [MASK] id (default: the tokenizer's).")
     prefix: str = _opt("", "Text prefix for every sentence (e5 models want 'query: ').")
     max_length: int = _opt(32, "Training truncation in tokens (short keeps steps cheap).")
-    inference_max_length: int | None = _opt(None, "Truncation when the model embeds (evaluation, export, inference); "
-                                                  "default max(max_length, 64): whole KorSTS sentences.")
+    inference_max_length: int | None = _opt(None, "Truncation when the model embeds; default max(max_length, 64).")
     normalize: bool = _opt(False, "L2-normalise the vectors wherever the model embeds (export: a Normalize module).")
 
     def __post_init__(self):
@@ -96,8 +83,7 @@ class SimCSEConfig:
         path.write_text(json.dumps({**values, **extra}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return path
 
-    def to_json_string(self) -> str:
-        """As transformers configs do; the Trainer's TensorBoard logger records it."""
+    def to_json_string(self) -> str:  # the Trainer's TensorBoard logger records it
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
     @property
@@ -106,10 +92,8 @@ class SimCSEConfig:
 
     @property
     def uses_head(self) -> bool:
-        """Whether the model has the MLP head (always used in training; at inference see ``head_at_inference``)."""
-        if self.is_prompt:
-            return False
-        pooler = canonical_pooler(self.pooler)
+        """Whether the model has the MLP head (always used in training)."""
+        pooler = None if self.is_prompt else canonical_pooler(self.pooler)
         return pooler == "cls" or (self.mlp_only_train and pooler in MEAN_POOLERS)
 
     @property
@@ -144,12 +128,10 @@ class SimCSEModel(nn.Module):
             config.prompt_template = config.prompt_template or DEFAULT_PROMPT
             if config.mask_token_id is None:
                 raise ValueError("prompt pooling needs mask_token_id (the tokenizer's [MASK] id)")
-        else:
-            canonical_pooler(config.pooler)  # fail early on a typo
         self.encoder = encoder
         self.config = config
         hidden = encoder.config.hidden_size
-        self.head = MLPHead(hidden) if config.uses_head else None
+        self.head = MLPHead(hidden) if config.uses_head else None  # uses_head refuses an unknown pooler
         # Training-only parts, built by from_encoder and never exported.
         self.mlm_head = mlm_head
         self.discriminator = discriminator  # DiffCSE
@@ -201,14 +183,13 @@ class SimCSEModel(nn.Module):
         if isinstance(model.loss_fn, QueueInfoNCELoss) and config.queue_size > 0:
             model.momentum_encoder = MomentumEncoder(encoder, config.momentum)
         if config.distill_weight > 0:  # after the head is loaded: the teacher is the start as it will be scored
-            model.teacher = FrozenStart(encoder, model.head)
+            model.teacher = FrozenCopy(encoder, model.head)
         return model
 
     @classmethod
     def for_inference(cls, encoder, config: SimCSEConfig, head: nn.Module | None = None) -> "SimCSEModel":
-        """A loaded encoder (transformers, or the ONNX runner) with the head its folder saved, in eval mode. A head
-        the folder did not save is never made up (it would be random); a training-only head stays, unused, so that
-        checkpoints still load."""
+        """A loaded encoder (transformers, or the ONNX runner) with the head its folder saved, in eval mode. A head the
+        folder did not save is never made up; a training-only head stays, unused, so that checkpoints still load."""
         model = cls(encoder, config)
         if head is not None or config.head_at_inference:
             model.head = head
@@ -227,6 +208,7 @@ class SimCSEModel(nn.Module):
         return int(linears[-1].out_features if linears else self.encoder.config.hidden_size)
 
     def _pool(self, encoder: nn.Module, inputs: dict) -> torch.Tensor:
+        inputs = {k: v for k, v in inputs.items() if v is not None}
         if self.config.is_prompt:
             out = encoder(**inputs, return_dict=True)
             return pool_at_mask(out.last_hidden_state, inputs["input_ids"], self.config.mask_token_id)
@@ -237,9 +219,7 @@ class SimCSEModel(nn.Module):
               with_head: bool | None = None, encoder: nn.Module | None = None) -> torch.Tensor:
         """Sentence vectors of a flat ``[batch, length]`` batch by ``encoder`` (default: the model's own).
         ``with_head`` defaults to SimCSE's rule: the head in training, at inference unless ``mlp_only_train``."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         vectors = self._pool(encoder or self.encoder, inputs)
         if with_head is None:
             with_head = self.training or not self.config.mlp_only_train
@@ -303,7 +283,11 @@ class SimCSEModel(nn.Module):
         anchor_ids, anchor_mask, anchor_types = (t if t is None else t[:, 0] for t in inputs)
         config = self.config
         if self.momentum_encoder is not None and self.training:
-            self._refresh_queue(anchor_ids, anchor_mask, anchor_types)
+            # ESimCSE: step the EMA encoder, then queue its vectors of this batch (through the head, as the positives).
+            self.momentum_encoder.update(self.encoder)
+            with torch.no_grad():
+                self.loss_fn.enqueue(self.embed(anchor_ids, anchor_mask, anchor_types, with_head=True,
+                                                encoder=self.momentum_encoder.encoder))
         if self.teacher is not None and self.training:
             loss = loss + self.distill_loss(vectors[:, 0], self.teacher_vectors(anchor_ids, anchor_mask, anchor_types))
         if self.mlm_head is not None and mlm_input_ids is not None and config.mlm_weight > 0:
@@ -316,23 +300,14 @@ class SimCSEModel(nn.Module):
     @torch.no_grad()
     def teacher_vectors(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         """The starting model's training-time vectors (through its head where the student trains with one)."""
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        vectors = self._pool(self.teacher.encoder, kwargs)
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        vectors = self._pool(self.teacher.encoder, inputs)
         return self.teacher.head(vectors) if self.teacher.head is not None else vectors
 
     def distill_loss(self, anchor_vectors: torch.Tensor, teacher_vectors: torch.Tensor) -> torch.Tensor:
         """``distill_weight`` x the similarity distillation of this batch's anchors (GradCache calls it too)."""
         return self.config.distill_weight * similarity_distillation(anchor_vectors, teacher_vectors,
                                                                     self.config.temperature)
-
-    @torch.no_grad()
-    def _refresh_queue(self, input_ids, attention_mask, token_type_ids) -> None:
-        """ESimCSE: step the EMA encoder, then queue its vectors of this batch (through the head, as the positives)."""
-        self.momentum_encoder.update(self.encoder)
-        self.loss_fn.enqueue(self.embed(input_ids, attention_mask, token_type_ids, with_head=True,
-                                        encoder=self.momentum_encoder.encoder))
 
     def mlm_loss(self, mlm_input_ids: torch.Tensor, attention_mask: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=mlm_input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
@@ -360,8 +335,7 @@ class SimCSEModel(nn.Module):
 
 
 def aliased_names(state_dict: dict[str, torch.Tensor]) -> list[str]:
-    """Names whose tensor is the same memory as an earlier name's (tied weights, e.g. an MLM decoder and the
-    word embeddings). safetensors refuses to write such aliases, and one copy is all a checkpoint needs."""
+    """Names whose tensor is the same memory as an earlier name's (tied weights): safetensors refuses such aliases."""
     first: dict[tuple, str] = {}
     aliases = []
     for name, tensor in state_dict.items():
@@ -376,8 +350,7 @@ def aliased_names(state_dict: dict[str, torch.Tensor]) -> list[str]:
 
 
 def _write_sentence_transformers_modules(path: Path, model: SimCSEModel) -> None:
-    """modules.json and the modules, written by sentence-transformers' own classes so the installed version loads
-    them."""
+    """modules.json and the modules, written by sentence-transformers' own classes (the installed version loads them)."""
     from sentence_transformers import models
 
     config = model.config

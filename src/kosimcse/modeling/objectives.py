@@ -1,5 +1,4 @@
-"""Pieces of the objectives beyond plain SimCSE: ESimCSE's momentum encoder and word repetition, PromptBERT's prompt,
-DiffCSE's conditional replaced-token detector."""
+"""ESimCSE's momentum encoder and word repetition, PromptBERT's prompt, DiffCSE's replaced-token detector."""
 
 from __future__ import annotations
 
@@ -9,24 +8,20 @@ import torch
 from torch import nn
 
 from kosimcse.evaluation.similarity import full_precision
+from kosimcse.modeling.distill import FrozenCopy
 
 # PromptBERT's 'This sentence : "[X]" means [MASK] .' in Korean; the [MASK] state is the sentence vector.
 DEFAULT_PROMPT = '이 문장 : "[X]" 의 의미는 [MASK] 이다.'
 
 
-class MomentumEncoder(nn.Module):
-    """ESimCSE's EMA copy of the encoder, which embeds the queue's negatives: frozen, and in eval mode (no dropout)
-    whatever ``train()`` says."""
+class MomentumEncoder(FrozenCopy):
+    """ESimCSE's EMA copy of the encoder, which embeds the queue's negatives."""
 
     def __init__(self, encoder: nn.Module, momentum: float = 0.995):
-        super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError("momentum must be in [0, 1)")
+        super().__init__(encoder)
         self.momentum = momentum
-        self.encoder = copy.deepcopy(encoder).requires_grad_(False).eval()
-
-    def train(self, mode: bool = True):
-        return super().train(False)
 
     @torch.no_grad()
     def update(self, online: nn.Module) -> None:
@@ -52,11 +47,8 @@ def repeat_words(ids: list[int], dup_rate: float, generator: torch.Generator | N
 def encode_batch(tokenizer, texts: list[str], max_length: int, prefix: str = "", template: str = "",
                  dup_rate: float = 0.0, generator: torch.Generator | None = None) -> dict:
     """Tokenise ``texts`` as the whole toolkit does, optionally inside a prompt template or with word repetition.
-
-    ``prefix + text`` is tokenised as one string, so a repeated positive holds exactly the anchor's tokens with some of
-    the sentence's own doubled (never the prefix's or special tokens), and SentencePiece adds no stray "▁". A template
-    always survives truncation (only the sentence is cut); a repeated positive is cut back to ``max_length``.
-    """
+    ``prefix + text`` is one string, so a repeated positive doubles only the sentence's own tokens and SentencePiece
+    adds no stray "▁"; a template survives truncation (only the sentence is cut)."""
     if not template and dup_rate <= 0:
         return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
                          return_tensors="pt")
@@ -116,11 +108,8 @@ def inner_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def replace_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, ratio: float,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace ``ratio`` of each row's inner tokens by tokens drawn from the batch; return (ids, replaced).
-
-    DiffCSE draws from a frozen MLM generator; the batch's own tokens need no second network (e5 has no MLM head) and
-    keep realistic frequencies, at the price of easier replacements. A draw equal to the original is not replaced.
-    """
+    """Replace ``ratio`` of each row's inner tokens by tokens drawn from the batch; return (ids, replaced). DiffCSE
+    draws from an MLM generator; the batch's own tokens need none (e5 has no MLM head). Equal draws are not replaced."""
     inner = inner_tokens(attention_mask)
     chosen = inner & (torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < ratio)
     pool = input_ids[inner]
@@ -133,13 +122,12 @@ def replace_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, ratio:
 
 class ConditionalDiscriminator(nn.Module):
     """DiffCSE's discriminator (training only): a copy of the encoder reads the corrupted sentence, its first token
-    replaced by the original's sentence vector, and tells each token whether it was replaced. Its loss reaches the
-    sentence encoder only through that vector, which must therefore carry what the tokens were."""
+    replaced by the original's sentence vector, and tells each token whether it was replaced."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
-        # The token matrix is shared (as ELECTRA does): for big vocabularies (e5: 96M of 118M weights) a copy would
-        # double memory and AdamW time. The memo entry makes deepcopy keep that module instead of copying it.
+        # The token matrix is shared (as ELECTRA does): the memo entry makes deepcopy keep it, as for big vocabularies
+        # (e5: 96M of 118M weights) a copy would double memory and AdamW time.
         embeddings = encoder.get_input_embeddings()
         self.encoder = copy.deepcopy(encoder, {id(embeddings): embeddings})
         self.classifier = nn.Linear(encoder.config.hidden_size, 1)

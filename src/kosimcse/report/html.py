@@ -1,40 +1,26 @@
-"""One self-contained HTML report for a training run: summary, curves, metric tables, STS plots, geometry, neighbours."""
+"""One self-contained HTML report for a training run: summary, curves, STS plots, geometry, neighbours."""
 
 from __future__ import annotations
 
 import base64
-import html
 import itertools
 import json
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import markdown
 import numpy as np
-from markupsafe import Markup
 
 from kosimcse.errors import KoSimCSEError
 from kosimcse.evaluation import geometry
 from kosimcse.evaluation.similarity import pairwise_cosine
-from kosimcse.evaluation.sts import StsEvaluator, fmt_number, markdown_table, sts_metrics
+from kosimcse.evaluation.sts import METRIC_KEYS, StsEvaluator, fmt_number, sts_metrics
 from kosimcse.report import plots
 
 DEFAULT_SAMPLE = 300
 # Dropout views cost two more passes per model; alignment is a plain mean over pairs, and a few hundred pin it down.
 DEFAULT_ALIGN_SAMPLE = 128
 MAX_SAMPLE = 2000
-
-_SUMMARY_FIELDS = (
-    ("model", "Base model"), ("resolved_model", "Resolved from"), ("global_step", "Steps"),
-    ("train_sentences", "Training examples"), ("train_loss", "Mean training loss"), ("wall_time_s", "Training time (s)"),
-    ("sentences_per_s", "Throughput (sentences/s)"), ("dev_spearman", "Dev cosine Spearman (exported model)"),
-    ("start_dev", "Dev cosine Spearman (start)"), ("selection", "Selection"), ("best_metric", "Selection score"),
-    ("best_checkpoint", "Best checkpoint"), ("exported", "Exported model"),
-)
-
 
 @dataclass
 class Report:
@@ -63,22 +49,15 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
 
 
 def sample_lines(path: Path, n: int, seed: int = 0) -> list[str]:
-    """``n`` non-empty lines drawn uniformly from a text file of any size (reservoir sampling), file order kept."""
+    """``n`` non-empty lines drawn uniformly from a text file of any size (two streaming passes), file order kept."""
     from kosimcse.data.readers import read_text_lines
 
-    rng = np.random.default_rng(seed)
-    reservoir: list[tuple[int, str]] = []
-    seen = 0
-    for lineno, line in read_text_lines(path):
-        text = line.strip()
-        if not text:
-            continue
-        seen += 1
-        if len(reservoir) < n:
-            reservoir.append((lineno, text))
-        elif (slot := int(rng.integers(0, seen))) < n:
-            reservoir[slot] = (lineno, text)
-    return [text for _, text in sorted(reservoir)]
+    def texts():
+        return (text for _, line in read_text_lines(path) if (text := line.strip()))
+
+    count = sum(1 for _ in texts())
+    keep = set(np.random.default_rng(seed).choice(count, min(n, count), replace=False).tolist())
+    return [text for i, text in enumerate(texts()) if i in keep]
 
 
 def _read_json(path: Path) -> dict:
@@ -125,12 +104,9 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
                  sample: int = DEFAULT_SAMPLE, align_sample: int = DEFAULT_ALIGN_SAMPLE, queries: int = 5, k: int = 3,
                  random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto",
                  data_dir=None, seed: int = 0, progress=None) -> Report:
-    """Read a run folder, embed a bounded amount of text with its exported model (and ``before_model``), measure.
-
-    Per model: the ``task`` STS set once, ``sample`` (<= 2000) lines of the ``domain_texts`` file (default
-    ``RUN/corpus/sentences.txt``) once, and ``align_sample`` of them twice more with dropout on, for alignment.
-    ``before_model`` is a model folder/id, or ``"base"`` for the model the run started from.
-    """
+    """Read a run folder and measure its exported model (and ``before_model``; ``"base"``: the run's start) on the
+    ``task`` STS set and ``sample`` lines of ``domain_texts`` (default ``RUN/corpus/sentences.txt``), ``align_sample``
+    of them embedded twice more with dropout on, for alignment."""
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -143,10 +119,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     records, bad_lines = read_metrics(run_dir / "metrics.jsonl")
     if not summary and not records:
         raise KoSimCSEError(f"{run_dir} has neither summary.json nor metrics.jsonl: is it a `kosimcse train` output_dir?")
-    report = Report(run_dir=run_dir)
-    timings: dict[str, float] = {}
+    report = Report(run_dir, data=dict(run_dir=str(run_dir), summary=summary, results=summary.get("results", {})))
     data = report.data
-    data.update(run_dir=str(run_dir), summary=summary, results=summary.get("results", {}), timings=timings)
     if bad_lines:
         report.notes.append(f"metrics.jsonl: {bad_lines} unreadable line(s) skipped")
     if (run_dir / "corpus" / "stats.json").is_file():
@@ -171,7 +145,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
 
     from kosimcse.inference.encoder import KoSimCSE
 
-    start = time.perf_counter()
     after = KoSimCSE.from_pretrained(exported, device=device, dtype=dtype)
     models = {"after": after}
     if before_model is not None:
@@ -179,7 +152,6 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
         models = {"before": KoSimCSE.from_pretrained(
             before_model, pooling=after.pooling, prefix=after.prefix, max_length=after.max_length, device=device,
             dtype=dtype, prompt_template=after.module.config.prompt_template or None), **models}
-    timings["load_models_s"] = time.perf_counter() - start
     data["models"] = {name: {"path": str(exported if name == "after" else before_model), "pooling": enc.pooling,
                              "prefix": enc.prefix, "max_length": enc.max_length, "dtype": enc.dtype}
                       for name, enc in models.items()}
@@ -187,19 +159,19 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     sts = StsEvaluator.from_task(task, data_dir=data_dir)
     if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
         domain_texts = run_dir / "corpus" / "sentences.txt"
-    docs = _documents(Path(domain_texts)) if domain_texts is not None else None
-    scored = docs
-    if docs is not None and sum(bool(d.title) or len(d.sentences) > 1 for d in docs) < 2:
-        # single-sentence documents (NSMC reviews) give no pseudo-query: geometry and neighbours still use them
-        report.notes.append(f"{domain_texts}: fewer than 2 held-out documents with a title or a second sentence, "
-                            "so there is no domain score; domain geometry and neighbours use their sentences")
-        scored = None
-    if docs is not None:  # held-out documents: the domain score, and their sentences for geometry and neighbours
-        domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
-    else:
-        domain = sample_lines(Path(domain_texts), sample, seed=seed) if domain_texts is not None else []
+    domain, scored = [], None
     if domain_texts is not None:
         data["domain_source"] = str(domain_texts)
+        if (docs := _documents(Path(domain_texts))) is None:
+            domain = sample_lines(Path(domain_texts), sample, seed=seed)
+        else:  # held-out documents: the domain score, and their sentences for geometry and neighbours
+            domain = _pick(list(dict.fromkeys(s for d in docs for s in d.sentences)), sample, seed)
+            if sum(bool(d.title) or len(d.sentences) > 1 for d in docs) >= 2:
+                scored = docs
+            else:  # single-sentence documents (NSMC reviews) give no pseudo-query
+                report.notes.append(f"{domain_texts}: fewer than 2 held-out documents with a title or a second "
+                                    "sentence, so there is no domain score; domain geometry and neighbours use their "
+                                    "sentences")
         if len(domain) < 2:
             report.notes.append(f"domain sample has {len(domain)} sentence(s): domain geometry left out")
             domain = []
@@ -210,9 +182,7 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     data.update(task=task, sts={}, geometry={})
     for name, encoder in models.items():
         say(f"{name}: embedding {len(sts.sentences)} {task} sentences")
-        start = time.perf_counter()
         embeddings = encoder.encode(sts.sentences, batch_size=batch_size, show_progress=False)
-        timings[f"{name}_{task}_s"] = time.perf_counter() - start
         left, right = embeddings[sts.left], embeddings[sts.right]
         data["sts"][name] = sts_metrics(left, right, sts.gold)
         cosine = np.asarray(pairwise_cosine(left, right))
@@ -221,19 +191,15 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
             sts.pairs, embeddings=dict(zip(sts.sentences, embeddings)), max_points=MAX_SAMPLE, seed=seed)}
         if domain:
             say(f"{name}: embedding {len(domain)} domain sentences (+ 2 dropout views of {len(align_texts)})")
-            start = time.perf_counter()
             domain_embeddings[name] = encoder.encode(domain, batch_size=batch_size, show_progress=False)
             view1, view2 = geometry.dropout_views(encoder, align_texts, batch_size=batch_size, seed=seed)
-            timings[f"{name}_domain_s"] = time.perf_counter() - start
             data["geometry"][name]["domain"] = geometry.corpus_geometry(
                 view1, view2, domain_embeddings[name], max_points=MAX_SAMPLE, seed=seed)
         if scored:
             from kosimcse.evaluation.domain import domain_scores, kosimcse_encoder
 
             say(f"{name}: domain retrieval over {len(scored)} held-out documents")
-            start = time.perf_counter()
             data.setdefault("domain_retrieval", {})[name] = domain_scores(kosimcse_encoder(encoder, batch_size), scored)
-            timings[f"{name}_domain_retrieval_s"] = time.perf_counter() - start
     if scored:
         report.figures["domain"] = plots.png_bytes(plots.domain_plot(data["domain_retrieval"]))
     report.figures["scatter"] = plots.png_bytes(plots.score_scatter({n: h[:2] for n, h in histograms.items()}, task=task))
@@ -250,150 +216,30 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
     return report
 
 
-# ---- HTML: each section is (anchor, title, body function); a body of None leaves the section out ----------------
-# The page skeleton and CSS are a template; section bodies are built here and escaped with _esc.
-_PAGE = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), autoescape=True,
-                           trim_blocks=True, keep_trailing_newline=True).get_template("page.html")
-
-
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value) -> str:
-    """A table cell: numbers right-aligned to 4 significant digits (a collapsed model's values near 0 keep theirs)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"<td class='num'>{_esc(fmt_number(value, '.4g' if abs(value) < 1e4 else ',.0f'))}</td>"
-    return f"<td>{_esc(value)}</td>"
-
-
-def _table(rows, header=None, css_class: str = "") -> str:
-    """Rows of values; without ``header``, each row's first value is its header cell."""
-    head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if header else ""
-    cells = ("".join(map(_cell, row)) if header else f"<th>{_esc(row[0])}</th>" + "".join(map(_cell, row[1:]))
-             for row in rows)
-    tag = f"<table class='{css_class}'>" if css_class else "<table>"
-    return tag + head + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
-
-
-def _metric_table(rows: dict) -> str:
-    """``sts.markdown_table`` rendered by the ``markdown`` package's tables extension."""
-    return markdown.markdown(markdown_table(rows), extensions=["tables"])
-
-
-def _img(report: Report, name: str, alt: str) -> str:
-    data = base64.b64encode(report.figures[name]).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _figures(*figures: tuple[str, str, str]):
-    """A section body of ``(figure name, alt text, caption)``; left out when the run has no first figure."""
-    def body(report: Report) -> str | None:
-        if figures[0][0] not in report.figures:
-            return None
-        return "".join(_img(report, name, alt) + (f"<p class='muted'>{caption}</p>" if caption else "")
-                       for name, alt, caption in figures)
-    return body
-
-
-def _summary_section(report: Report) -> str:
-    data, summary = report.data, report.data.get("summary", {})
-    rows = [(label, summary[key]) for key, label in _SUMMARY_FIELDS if summary.get(key) is not None]
-    rows += [(f"Encoder ({name})", f"{m['path']} | pooling {m['pooling']} | prefix {m['prefix']!r} | "
-                                   f"max_length {m['max_length']} | {m['dtype']}")
-             for name, m in data.get("models", {}).items()]
-    body = _table(rows) if rows else "<p>No summary.json: the run may not have finished.</p>"
-    if data.get("corpus_stats"):
-        body += "<h3>Training corpus (corpus/stats.json)</h3>" + _table(
-            [(k, v) for k, v in data["corpus_stats"].items() if not isinstance(v, (dict, list))])
-    return body
-
-
-def _metrics_section(report: Report) -> str | None:
-    results = report.data.get("results")
-    if not results:
-        return None
-    return ("<p class='muted'>All 8 metrics (Pearson/Spearman x100) of the exported best model, from summary.json.</p>"
-            + "".join(f"<h3>{_esc(task)}</h3>" + _metric_table({"after (best)": m}) for task, m in results.items()))
-
-
-def _before_after_section(report: Report) -> str | None:
-    data, sts = report.data, report.data.get("sts") or {}
-    if len(sts) < 2:
-        return None
-    rows = {**sts, "after - before": {key: sts["after"][key] - sts["before"][key] for key in sts["after"]}}
-    table = re.sub(r"<tr>(\s*<td[^>]*>after - before)", r'<tr class="delta">\1', _metric_table(rows))
-    return (f"<p>{_esc(data['task'])}, both models embedded with the trained model's pooling and prefix. "
-            f"Before: <code>{_esc(data['models']['before']['path'])}</code>.</p>{table}"
-            f"<p class='muted'>Measured by this report ({_esc(data['models']['after']['dtype'])}); "
-            "the tables above come from the run's own evaluation.</p>")
-
-
-def _geometry_section(report: Report) -> str | None:
-    data = report.data
-    if not data.get("geometry"):
-        return None
-    rows = [(name, dataset, v["alignment"], v["uniformity"], v["positive_pairs"], v["points"], v["positives"])
-            for name, per in data["geometry"].items() for dataset, v in per.items()]
-    body = ("<p>Wang &amp; Isola (2020) on L2-normalised embeddings; lower is better for both. Alignment: mean "
-            "squared distance of positive pairs (0-4). Uniformity: log of the mean Gaussian potential "
-            "exp(-2 d<sup>2</sup>) over pairs of distinct sentences (0 = collapsed).</p>"
-            + _table(rows, ("Model", "Data", "Alignment", "Uniformity", "Positive pairs", "Points", "Positives are"))
-            + _img(report, "geometry", "alignment vs uniformity"))
-    if data.get("domain_source"):
-        body += (f"<p class='muted'>Domain sample: {data['domain_sample']} sentences from "
-                 f"{_esc(data['domain_source'])}.</p>")
-    return body
-
-
-def _neighbours_section(report: Report) -> str | None:
-    neighbours = report.data.get("neighbours")
-    if not neighbours:
-        return None
-    body = ("<p>Queries drawn from the domain sample, searched by cosine in the same sample (the query itself "
-            "left out). Each cell: cosine, then the neighbour.</p>")
-    for examples in zip(*neighbours.values()):  # one query, each model's neighbours side by side
-        rows = itertools.zip_longest(*(e["neighbours"] for e in examples))
-        body += f"<h3>{_esc(examples[-1]['query'])}</h3>" + _table(
-            [[f"{h['score']:.3f}\u00a0\u00a0{h['text']}" if h else "" for h in row] for row in rows], neighbours, "nn")
-    return body
-
-
-def _domain_section(report: Report) -> str | None:
-    data, retrieval = report.data, report.data.get("domain_retrieval")
-    if not retrieval:
-        return None
-    keys = ("mrr@10", "r@1", "r@10", "mrr@10_se", "queries")
-    rows = [(name, *(v.get(k) for k in keys)) for name, v in retrieval.items()]
-    if "before" in retrieval:
-        rows.append(("after - before", *(retrieval["after"][k] - retrieval["before"][k] for k in keys[:3])))
-    return ("<p>Label-free: each held-out document gives a pseudo-query (its title, else one of its sentences) and a "
-            f"passage (its body, else its other sentences), searched in the whole pool; {_esc(data['domain_source'])}"
-            ".</p>" + _table(rows, ("Model", *keys)) + _img(report, "domain", "domain score"))
-
-
-# In page order; a new section is one more entry (its title may use the report data's fields, e.g. {task}).
+# The page and its sections are the template; here, which sections the report has, in page order.
 SECTIONS = [
-    ("summary", "Run summary", _summary_section),
-    ("curves", "Training curves", _figures(("curves", "loss and dev Spearman over steps", ""))),
-    ("metrics", "STS metrics", _metrics_section),
-    ("before-after", "Before / after training", _before_after_section),
-    ("sts-plots", "Predicted similarity on {task}", _figures(
-        ("scatter", "gold score vs cosine",
-         "Black bars: median cosine per gold-score bucket; points jittered horizontally."),
-        ("histograms", "cosine histograms by gold bucket",
-         "Random pairs: two different sentences of the set drawn at random."))),
-    ("domain", "Domain score (held-out retrieval)", _domain_section),
-    ("geometry", "Alignment and uniformity", _geometry_section),
-    ("neighbours", "Nearest-neighbour examples", _neighbours_section),
+    ("summary", "Run summary", lambda report: True),
+    ("curves", "Training curves", lambda report: "curves" in report.figures),
+    ("metrics", "STS metrics", lambda report: report.data.get("results")),
+    ("before-after", "Before / after training", lambda report: len(report.data.get("sts") or {}) >= 2),
+    ("sts-plots", "Predicted similarity on {task}", lambda report: "scatter" in report.figures),
+    ("domain", "Domain score (held-out retrieval)", lambda report: report.data.get("domain_retrieval")),
+    ("geometry", "Alignment and uniformity", lambda report: report.data.get("geometry")),
+    ("neighbours", "Nearest-neighbour examples", lambda report: report.data.get("neighbours")),
 ]
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("kosimcse", "resources/report"), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+# Table numbers: 4 significant digits (a collapsed model's values near 0 keep theirs), large counts as integers.
+_ENV.filters.update(repr=repr, num=lambda v, spec=None: fmt_number(v, spec or (".4g" if abs(v) < 1e4 else ",.0f")))
+_ENV.globals.update(zip=zip, zip_longest=itertools.zip_longest, metric_keys=METRIC_KEYS)
 
 
 def render_html(report: Report, title: str | None = None) -> str:
-    sections = [(anchor, heading.format_map(report.data), Markup(body)) for anchor, heading, render in SECTIONS
-                if (body := render(report)) is not None]
-    return _PAGE.render(title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir,
-                        notes=report.notes, sections=sections, timings=report.data.get("timings"))
+    sections = [(anchor, heading.format_map(report.data)) for anchor, heading, shown in SECTIONS if shown(report)]
+    figures = {name: base64.b64encode(png).decode("ascii") for name, png in report.figures.items()}
+    return _ENV.get_template("page.html").render(
+        title=title or f"KoSimCSE report: {report.run_dir.name}", run_dir=report.run_dir, notes=report.notes,
+        sections=sections, data=report.data, figures=figures)
 
 
 def write_report(run_dir, out=None, before_model=None, domain_texts=None, **options) -> Path:

@@ -22,7 +22,7 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def _panels(n: int, width: float, height: float, **subplots) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(width * n, height))
+    fig = Figure(figsize=(width * n, height), layout="tight")
     return fig, np.atleast_1d(fig.subplots(1, n, **subplots))
 
 
@@ -43,16 +43,11 @@ def _buckets(gold: np.ndarray):
             yield lo, hi, inside
 
 
-def _series(records: Sequence[Mapping], key: str) -> tuple:
-    """``(steps, values)`` of the records that have a number under ``key``."""
-    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and "step" in r]
-    return tuple(zip(*points)) or ((), ())
-
-
-def training_curves(records: Sequence[Mapping], metric: str = "eval_cosine_spearman") -> Figure:
+def training_curves(records: Sequence[Mapping]) -> Figure:
     """Training loss (and learning rate) and the dev metric against the global step, the best dev point marked."""
-    (loss_steps, loss), (lr_steps, lr), (dev_steps, dev) = (_series(records, key)
-                                                            for key in ("loss", "learning_rate", metric))
+    (loss_steps, loss), (lr_steps, lr), (dev_steps, dev) = (
+        tuple(zip(*[(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and "step" in r]))
+        or ((), ()) for key in ("loss", "learning_rate", "eval_cosine_spearman"))
     fig, (ax_loss, ax_dev) = _panels(2, 5.5, 3.8)
     if loss:
         ax_loss.plot(loss_steps, loss, color="#444444", lw=1.2, marker="." if len(loss) < 50 else None)
@@ -72,9 +67,7 @@ def training_curves(records: Sequence[Mapping], metric: str = "eval_cosine_spear
             ax_dev.scatter([dev_steps[best]], [dev[best]], s=120, facecolors="none", edgecolors="#d62728", lw=2,
                            zorder=3, label=f"best {dev[best]:.2f} @ step {dev_steps[best]}")
             ax_dev.legend(loc="lower right")
-    label = metric.removeprefix("eval_").replace("_", " ")
-    _label(ax_dev, f"Dev {label} (x100)" if dev else f"Dev {label} (no evaluations)", "step")
-    fig.tight_layout()
+    _label(ax_dev, "Dev cosine spearman " + ("(x100)" if dev else "(no evaluations)"), "step")
     return fig
 
 
@@ -93,7 +86,6 @@ def score_scatter(models: Mapping[str, tuple[np.ndarray, np.ndarray]], task: str
         ax.ticklabel_format(axis="y", useOffset=False)
     axes[0].plot([], [], color="black", lw=2, label="bucket median")
     axes[0].legend(loc="lower right")
-    fig.tight_layout()
     return fig
 
 
@@ -116,7 +108,6 @@ def similarity_histograms(models: Mapping[str, tuple[np.ndarray, np.ndarray, np.
         ax.xaxis.set_major_locator(MaxNLocator(5))  # long labels when cosines crowd near 1
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel("density")
-    fig.tight_layout()
     return fig
 
 
@@ -144,14 +135,12 @@ def geometry_plot(points: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Fi
            "alignment  (E |f(x)-f(x+)|^2, lower = closer positives)")
     ax.margins(0.15)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
     return fig
 
 
 def domain_plot(scores: Mapping[str, Mapping[str, float]]) -> Figure:
     """``{model: {"mrr@10", "r@1", "r@10"}}`` as grouped bars: the label-free domain score before and after."""
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
+    fig, (ax,) = _panels(1, 6.4, 3.6)
     keys, width = ("mrr@10", "r@1", "r@10"), 0.8 / max(len(scores), 1)
     for i, (model, values) in enumerate(scores.items()):
         xs = np.arange(len(keys)) + i * width
@@ -161,5 +150,4 @@ def domain_plot(scores: Mapping[str, Mapping[str, float]]) -> Figure:
     ax.set_ylabel("held-out retrieval (x100)")
     ax.set_title("Domain score: pseudo-query -> own passage among all held-out passages")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
