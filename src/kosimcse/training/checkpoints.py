@@ -1,11 +1,8 @@
-"""Checkpoint integrity: checkpoints appear only complete (staged, fsynced, renamed); resume skips damaged ones.
-
-The Trainer writes straight into ``checkpoint-N``, so a run killed mid-save leaves a folder that
-``get_last_checkpoint`` would return; ``SimCSETrainer`` stages it and calls :func:`commit_checkpoint` instead.
-"""
+"""Checkpoints appear only complete (staged, fsynced, renamed into place); resume skips damaged ones."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,10 +26,9 @@ _TORCH_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories; the rename is still atomic there
-        pass
+    try:  # some filesystems refuse fsync on directories; the rename is still atomic there
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
