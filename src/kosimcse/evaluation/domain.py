@@ -10,7 +10,7 @@ import numpy as np
 
 from kosimcse.data.documents import CHARS_PER_TOKEN, Document, context_window, load_documents
 from kosimcse.errors import KoSimCSEError
-from kosimcse.evaluation.similarity import l2_normalize
+from kosimcse.evaluation.similarity import cosine_matrix
 
 # encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
 Encode = Callable[[list[str], int], np.ndarray]
@@ -45,9 +45,7 @@ def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path,
     if len(texts) < 2:
         raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(texts)} "
                             f"({skipped} skipped: no title and fewer than 2 sentences)")
-    q, p = (l2_normalize(np.asarray(encode(t, n), dtype=np.float32))
-            for t, n in ((texts, query_max_length), (passages, passage_max_length)))
-    sims = q @ p.T
+    sims = cosine_matrix(encode(texts, query_max_length), encode(passages, passage_max_length))
     # rank of the own passage; a tie counts against it, so an encoder that cannot tell passages apart scores low
     rank = (sims >= np.diag(sims)[:, None]).sum(axis=1)
     rr = np.where(rank <= 10, 1.0 / rank, 0.0)

@@ -40,7 +40,7 @@ def score_correlations(scores: Mapping[str, np.ndarray], gold) -> dict[str, floa
 
 
 class StsEvaluator:
-    """Evaluates an ``encode_fn(list[str]) -> [n, dim] array`` on one STS set; each distinct sentence is encoded once."""
+    """Evaluates an ``encode_fn(list[str]) -> [n, dim] array`` on one STS set, encoding each sentence once."""
 
     def __init__(self, pairs: Sequence[StsPair], name: str = "sts"):
         if len(pairs) < 2:

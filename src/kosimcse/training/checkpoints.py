@@ -44,16 +44,12 @@ def commit_checkpoint(staged: str | os.PathLike, run_dir: str | os.PathLike) -> 
     (staged / MANIFEST).write_text(json.dumps({"files": sizes}, indent=1) + "\n", encoding="utf-8")
     _fsync(staged / MANIFEST)
     _fsync(staged)
-    final = run_dir / staged.name
-    if final.exists():
-        # Move the old one aside first so that at every instant one complete checkpoint-N exists or none does.
-        old = staged.parent / f"replaced-{staged.name.rsplit('-', 1)[-1]}"
-        shutil.rmtree(old, ignore_errors=True)
+    final, old = run_dir / staged.name, staged.parent / f"replaced-{staged.name.rsplit('-', 1)[-1]}"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():  # moved aside first, so that at every instant one complete checkpoint-N exists or none does
         os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
+    os.replace(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
     _fsync(run_dir)
     return final
 
