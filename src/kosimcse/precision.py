@@ -1,8 +1,5 @@
-"""One precision rule for every path (training, evaluation, encoding, benchmarks): bf16 only where it is native.
-
-On a CPU without AMX/AVX512-BF16 (or with oneDNN capped below them) bf16 is emulated and an order of magnitude slower
-than fp32, so ``auto`` picks it only where it is native; fp16 on CUDA devices without bf16; an explicit choice wins.
-"""
+"""One precision rule for every path: ``auto`` is bf16 only where it is native (emulated bf16 is an order of magnitude
+slower than fp32), fp16 on CUDA devices without bf16; an explicit choice wins."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from kosimcse.data.documents import CHARS_PER_TOKEN, Document, context_window, load_documents
 from kosimcse.errors import KoSimCSEError
+from kosimcse.evaluation.similarity import cosine_matrix
 
 # encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
 Encode = Callable[[list[str], int], np.ndarray]
@@ -17,9 +18,8 @@ Encode = Callable[[list[str], int], np.ndarray]
 
 def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto",
                     max_chars: int = 2048) -> tuple[list[str], list[str]]:
-    """One (pseudo-query, passage) per document: title -> body where a document has a title (unless ``kind`` is
-    ``ict``), else the Inverse Cloze Task (a seeded random sentence -> the rest, joined with spaces). A document
-    without a usable title and with fewer than 2 sentences gives no pair."""
+    """One (pseudo-query, passage) per document: title -> body (unless ``kind`` is ``ict``), else the Inverse Cloze
+    Task (a seeded random sentence -> the rest); a document without title and with < 2 sentences gives none."""
     rng = random.Random(seed)
     queries, passages = [], []
     for doc in docs:
@@ -45,9 +45,7 @@ def domain_scores(encode: Encode, docs_or_path: Sequence[Document] | str | Path,
     if len(texts) < 2:
         raise KoSimCSEError(f"domain score needs at least 2 usable held-out documents, got {len(texts)} "
                             f"({skipped} skipped: no title and fewer than 2 sentences)")
-    q = _unit(np.asarray(encode(texts, query_max_length), dtype=np.float32))
-    p = _unit(np.asarray(encode(passages, passage_max_length), dtype=np.float32))
-    sims = q @ p.T
+    sims = cosine_matrix(encode(texts, query_max_length), encode(passages, passage_max_length))
     # rank of the own passage; a tie counts against it, so an encoder that cannot tell passages apart scores low
     rank = (sims >= np.diag(sims)[:, None]).sum(axis=1)
     rr = np.where(rank <= 10, 1.0 / rank, 0.0)
@@ -60,10 +58,6 @@ def model_encoder(model, tokenizer, batch_size: int = 64, precision: str = "fp32
     """The ``Encode`` of a SimCSEModel through its one encode path."""
     return lambda texts, max_length: model.encode(tokenizer, texts, batch_size=batch_size, max_length=max_length,
                                                    precision=precision)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def spearman_bootstrap_se(scores, gold, n: int = 1000, seed: int = 0) -> float:

@@ -34,8 +34,8 @@ def alignment(x, y, alpha: float = 2.0) -> float:
 
 
 def uniformity(x, t: float = 2.0, max_points: int | None = None, seed: int = 0) -> float:
-    """``log mean exp(-t ||x_i - x_j||^2)`` over all pairs ``i < j`` of L2-normalised rows (of a random subset of
-    ``max_points`` rows when there are more): 0 when collapsed, about -4 when spread over a high-dimensional sphere."""
+    """``log mean exp(-t ||x_i - x_j||^2)`` over pairs of L2-normalised rows (at most ``max_points``, sampled): 0 when
+    collapsed, about -4 when spread over a high-dimensional sphere."""
     x = _unit_rows(x)
     if max_points is not None and len(x) > max_points:
         x = x[np.random.default_rng(seed).choice(len(x), size=max_points, replace=False)]
@@ -46,15 +46,12 @@ def uniformity(x, t: float = 2.0, max_points: int | None = None, seed: int = 0) 
     return float(logsumexp(-t * squared) - math.log(len(squared)))
 
 
-def alignment_uniformity(anchors, positives, points=None, max_points: int | None = 2000, seed: int = 0) -> dict:
-    """Alignment over ``(anchors[i], positives[i])`` and uniformity over ``points`` (default: the anchors)."""
-    points = anchors if points is None else points
-    return {
-        "alignment": alignment(anchors, positives),
-        "uniformity": uniformity(points, max_points=max_points, seed=seed),
-        "positive_pairs": int(len(anchors)),
-        "points": int(min(len(points), max_points or len(points))),
-    }
+def alignment_uniformity(anchors, positives, points, positives_are: str, max_points: int | None = 2000,
+                         seed: int = 0) -> dict:
+    """Alignment over ``(anchors[i], positives[i])`` and uniformity over ``points``."""
+    return {"alignment": alignment(anchors, positives),
+            "uniformity": uniformity(points, max_points=max_points, seed=seed), "positive_pairs": int(len(anchors)), "points": int(min(len(points), max_points or len(points))),
+            "positives": positives_are}
 
 
 def sts_geometry(pairs, embeddings=None, encode_fn: Callable | None = None, min_score: float = STS_POSITIVE_MIN_SCORE,
@@ -73,8 +70,7 @@ def sts_geometry(pairs, embeddings=None, encode_fn: Callable | None = None, min_
     left = np.stack([embeddings[p.sentence1] for p in positives])
     right = np.stack([embeddings[p.sentence2] for p in positives])
     points = np.stack([embeddings[s] for s in sentences])
-    result = alignment_uniformity(left, right, points, max_points=max_points, seed=seed)
-    return {**result, "positives": STS_POSITIVES.format(min_score=min_score)}
+    return alignment_uniformity(left, right, points, STS_POSITIVES.format(min_score=min_score), max_points, seed)
 
 
 def dropout_views(encoder, texts: Sequence[str], batch_size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,19 +91,15 @@ def dropout_views(encoder, texts: Sequence[str], batch_size: int = 64, seed: int
 
 
 def corpus_geometry(view1, view2, embeddings, max_points: int | None = 2000, seed: int = 0) -> dict:
-    """Alignment between two dropout views of the same sentences (SimCSE's training pairs); uniformity of their
+    """Alignment between two dropout views of the same sentences (SimCSE's training pairs); uniformity of the
     inference-mode embeddings, the ones a user gets."""
-    result = alignment_uniformity(view1, view2, embeddings, max_points=max_points, seed=seed)
-    return {**result, "positives": DROPOUT_POSITIVES}
+    return alignment_uniformity(view1, view2, embeddings, DROPOUT_POSITIVES, max_points, seed)
 
 
 def nearest_neighbours(model, texts: Sequence[str], queries: Sequence[str], k: int = 5, text_embeddings=None,
                        exclude_self: bool = True) -> list[dict]:
-    """For each query, the ``k`` most cosine-similar ``texts``: ``[{"query", "neighbours": [{"text", "score"}]}]``.
-
-    ``model`` is an encode function or has ``.encode``; ``text_embeddings`` (rows of ``texts``) skips re-embedding.
-    ``exclude_self`` leaves out a text identical to its query, so the examples show neighbours, not the query.
-    """
+    """For each query, the ``k`` most cosine-similar ``texts`` (not the query itself, with ``exclude_self``):
+    ``[{"query", "neighbours": [{"text", "score"}]}]``. ``model``: an encode function or has ``.encode``."""
     encode = model.encode if hasattr(model, "encode") else model
     texts, queries = list(texts), list(queries)
     if not texts or not queries:

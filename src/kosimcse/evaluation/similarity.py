@@ -25,12 +25,8 @@ def full_precision(device):
 
 
 def _similarity(fn, pairwise: bool = True):
-    """``fn`` (larger = more similar: distances negated, as in sentence-transformers) for NumPy and torch inputs.
-
-    Pairwise: row i of ``a`` with row i of ``b``; matrix: all pairs. NumPy runs as 2-D float64, exact to print precision
-    for metrics (float32 for matrices, which feed search); torch stays on its device and in its graph, in float32 or
-    wider with autocast off, so a loss's logits under bf16 autocast equal float32 ones.
-    """
+    """``fn`` (larger = more similar: distances negated) for NumPy (float64 pairwise, float32 matrices, which feed
+    search) and torch (on its device and in its graph, float32 or wider with autocast off, for exact logits)."""
     @functools.wraps(fn)
     def run(a, b):
         if _is_torch(a):

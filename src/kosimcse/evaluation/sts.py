@@ -17,8 +17,8 @@ METRIC_KEYS = tuple(f"{sim}_{corr}" for sim in SIMILARITIES for corr in ("pearso
 
 
 def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
-    """Pearson and Spearman (x100) of each of the four similarities against gold, keyed as ``METRIC_KEYS``; the
-    numbers of sentence-transformers' ``EmbeddingSimilarityEvaluator`` (which reports them on the 0-1 scale)."""
+    """Pearson and Spearman (x100) of the four similarities against gold (``METRIC_KEYS``), as sentence-transformers'
+    ``EmbeddingSimilarityEvaluator``."""
     emb1, emb2 = np.asarray(emb1), np.asarray(emb2)
     gold = np.asarray(gold, dtype=np.float64)
     if emb1.shape != emb2.shape or emb1.ndim != 2:
@@ -31,8 +31,7 @@ def sts_metrics(emb1, emb2, gold) -> dict[str, float]:
 
 
 def score_correlations(scores: Mapping[str, np.ndarray], gold) -> dict[str, float]:
-    """Pearson and Spearman (x100) of each ``{similarity name: per-pair scores}`` against gold (constant scores: NaN),
-    for callers that compute the pair similarities themselves (e.g. on sparse TF-IDF rows)."""
+    """Pearson and Spearman (x100) of each ``{similarity name: per-pair scores}`` against gold (constant: NaN)."""
     gold = np.asarray(gold, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant scores (a collapsed model) have no correlation: NaN, not warnings
@@ -41,7 +40,7 @@ def score_correlations(scores: Mapping[str, np.ndarray], gold) -> dict[str, floa
 
 
 class StsEvaluator:
-    """Evaluates an ``encode_fn(list[str]) -> [n, dim] array`` on one STS set; each distinct sentence is encoded once."""
+    """Evaluates an ``encode_fn(list[str]) -> [n, dim] array`` on one STS set, encoding each sentence once."""
 
     def __init__(self, pairs: Sequence[StsPair], name: str = "sts"):
         if len(pairs) < 2:

@@ -1,5 +1,4 @@
-"""Training arguments as dataclasses (model, data, and a ``TrainingArguments`` subclass, so every Trainer option works
-in a recipe), loaded from a YAML/JSON recipe with typed ``--key value`` overrides."""
+"""Training arguments (model, data and a ``TrainingArguments`` subclass) from a YAML/JSON recipe and typed overrides."""
 
 from __future__ import annotations
 
@@ -23,8 +22,8 @@ from kosimcse.precision import PRECISIONS, resolve_precision
 
 @dataclass
 class ModelArguments(SimCSEConfig):
-    """Every ``SimCSEConfig`` field (saved with the export) plus how this run obtains and trains its encoder: a
-    machine's path and the security switches must never travel with an export, and the rest change training only."""
+    """``SimCSEConfig`` (saved with the export) plus how this run obtains and trains its encoder, which is not saved:
+    a machine's path and the security switches must never travel with an export."""
 
     model_name_or_path: str = field(default="klue/roberta-small", metadata={"help": "HF id, folder, e5-small-airgap."})
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the token embeddings (fast on CPU)."})
@@ -36,6 +35,7 @@ class ModelArguments(SimCSEConfig):
     def model_config(self, **resolved) -> SimCSEConfig:
         """The ``SimCSEConfig`` part, with ``resolved`` values (the loss chosen by ``auto``, ...) over it."""
         return SimCSEConfig.from_dict({**asdict(self), **resolved})
+
 
 
 @dataclass
@@ -86,7 +86,6 @@ class SimCSETrainingArguments(TrainingArguments):
         "dev: the best dev score, which must beat the start by more than its bootstrap standard error; domain: the "
         "best eval_domain MRR@10 among checkpoints whose dev score stays within selection_tolerance of the start.")})
     # Contrastive defaults that differ from the Trainer's.
-    learning_rate: float = 5e-5
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
     num_train_epochs: float = 1.0
@@ -94,7 +93,6 @@ class SimCSETrainingArguments(TrainingArguments):
     disable_tqdm: bool | None = False  # the Trainer ties its bar to the log level, which the CLI quiets
     eval_strategy: str = "steps"
     eval_steps: int = 125
-    save_strategy: str = "steps"
     save_steps: int = 125
     save_total_limit: int | None = 2
     # all_gather needs equal batch sizes on every rank, and a ragged last batch would shrink the negative pool.
@@ -103,11 +101,9 @@ class SimCSETrainingArguments(TrainingArguments):
     # the dynamic graph's find_unused_parameters covers the encoder pooler that SimCSE's poolers leave unused.
     ddp_static_graph: bool | None = False
     metric_for_best_model: str | None = "eval_cosine_spearman"
-    greater_is_better: bool | None = True
     load_best_model_at_end: bool = True
     remove_unused_columns: bool = False
     report_to: str | list[str] = field(default_factory=lambda: ["tensorboard"])
-    save_safetensors: bool = True
 
     def __post_init__(self):
         if self.ddp_static_graph and (self.gradient_accumulation_steps > 1 or self.grad_cache_chunk_size):
@@ -132,12 +128,12 @@ class SimCSETrainingArguments(TrainingArguments):
             raise KoSimCSEError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.bf16 and self.fp16:
             raise KoSimCSEError("bf16 and fp16 are both true; set one (or precision: bf16 / fp16)")
-        flagged = "bf16" if self.bf16 else "fp16" if self.fp16 else None
-        if flagged and self.precision not in ("auto", flagged):
-            raise KoSimCSEError(f"precision {self.precision} contradicts {flagged}: true; set only one of them")
-        if not flagged and self.precision in ("bf16", "fp16") and getattr(self, self.precision) is False:
-            raise KoSimCSEError(f"precision {self.precision} contradicts {self.precision}: false; set only one of them")
-        requested = flagged or self.precision
+        for flag in ("bf16", "fp16"):  # an explicit flag must agree with an explicit precision
+            said = getattr(self, flag)
+            if self.precision != "auto" and said is not None and said != (flag == self.precision):
+                raise KoSimCSEError(f"precision {self.precision} contradicts {flag}: {str(said).lower()}; set only "
+                                    "one of them")
+        requested = "bf16" if self.bf16 else "fp16" if self.fp16 else self.precision
         if requested == "auto" and False in (self.bf16, self.fp16):
             requested = "fp32"  # an explicit `bf16: false` / `fp16: false` turns half precision off, not auto
         device = "cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda"
@@ -199,12 +195,9 @@ def _coerce(option: str, field_name: str, words: list[str]):
 
 
 def parse_overrides(tokens: list[str]) -> dict:
-    """``["--learning_rate", "1e-5", "--bf16", "--report_tasks", "a", "b", "--nli.max_steps", "100"]`` -> dict.
-
-    Each value is read by its field's type: a string as typed, a bool ``true/false/yes/no/1/0`` (bare: true),
-    a list several words or a JSON/YAML list, an Optional field ``none``/``null``. ``--STAGE.key`` sets ``key``
-    in one stage of a staged recipe. A wrong type or an unknown option raises ``KoSimCSEError``.
-    """
+    """``["--learning_rate", "1e-5", "--bf16", "--nli.max_steps", "100"]`` -> dict, each value read by its field's
+    type (a bare bool flag: true; a list: words or a JSON/YAML list; Optional: ``none``/``null``). ``--STAGE.key``
+    sets ``key`` in one stage of a staged recipe."""
     words: dict[str, list[str]] = {}
     key = None
     for tok in tokens:

@@ -1,11 +1,8 @@
-"""Checkpoint integrity: checkpoints appear only complete (staged, fsynced, renamed); resume skips damaged ones.
-
-The Trainer writes straight into ``checkpoint-N``, so a run killed mid-save leaves a folder that
-``get_last_checkpoint`` would return; ``SimCSETrainer`` stages it and calls :func:`commit_checkpoint` instead.
-"""
+"""Checkpoints appear only complete (staged, fsynced, renamed into place); resume skips damaged ones."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,10 +26,9 @@ _TORCH_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories; the rename is still atomic there
-        pass
+    try:  # some filesystems refuse fsync on directories; the rename is still atomic there
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -48,16 +44,12 @@ def commit_checkpoint(staged: str | os.PathLike, run_dir: str | os.PathLike) -> 
     (staged / MANIFEST).write_text(json.dumps({"files": sizes}, indent=1) + "\n", encoding="utf-8")
     _fsync(staged / MANIFEST)
     _fsync(staged)
-    final = run_dir / staged.name
-    if final.exists():
-        # Move the old one aside first so that at every instant one complete checkpoint-N exists or none does.
-        old = staged.parent / f"replaced-{staged.name.rsplit('-', 1)[-1]}"
-        shutil.rmtree(old, ignore_errors=True)
+    final, old = run_dir / staged.name, staged.parent / f"replaced-{staged.name.rsplit('-', 1)[-1]}"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():  # moved aside first, so that at every instant one complete checkpoint-N exists or none does
         os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
+    os.replace(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
     _fsync(run_dir)
     return final
 

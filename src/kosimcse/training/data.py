@@ -1,14 +1,14 @@
-"""Training data: ``datasets`` tables of sentences, NLI triplets or scored STS pairs, and the collator that lays the
-views out as ``[batch, views, length]``."""
+"""Training data (sentences, NLI triplets or scored STS pairs) and the collator to ``[batch, views, length]``."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from transformers import DataCollatorForLanguageModeling
 
 from kosimcse.data import readers
@@ -18,6 +18,7 @@ from kosimcse.data.tasks import DEFAULT_EVAL_SETS, task_files
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.objectives import encode_batch
 from kosimcse.paths import data_dir
+from kosimcse.training.documents import document_dataset
 
 # The kind of example each objective's data gives the loss (``losses.INPUTS``: sentence views per example).
 OBJECTIVES = {"unsup": "sentences", "esimcse": "sentences", "sup": "triplets", "sts": "scored_pairs"}
@@ -34,12 +35,6 @@ def sentence_dataset(path: str | Path):
     return ds.filter(lambda row: bool(row["text"].strip()))
 
 
-def triplet_dataset(triplets):
-    """(anchor, positive, negative) from ``NliTriplet`` records."""
-    return datasets.Dataset.from_dict({k: [getattr(t, k) for t in triplets]
-                                       for k in ("anchor", "positive", "negative")})
-
-
 def sts_pair_dataset(pairs):
     """(anchor, positive, score) from ``StsPair`` records (score on the 0-5 scale)."""
     return datasets.Dataset.from_dict({"anchor": [p.sentence1 for p in pairs], "positive": [p.sentence2 for p in pairs],
@@ -50,13 +45,11 @@ def build_train_dataset(dargs, targs):
     """The training examples of ``dargs.objective`` (``DataArguments``): a seeded random subset when limited."""
     kind, limit = OBJECTIVES.get(dargs.objective), dargs.max_train_sentences
     if dargs.documents_file:
-        from kosimcse.training.documents import document_dataset
-
         return document_dataset(dargs, seed=targs.seed)
     if kind == "sentences":
         ds = sentence_dataset(dargs.train_file or _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus"))
     elif kind == "triplets":
-        ds = triplet_dataset(read_triplets(dargs))
+        ds = datasets.Dataset.from_list([asdict(t) for t in read_triplets(dargs)])
     elif kind == "scored_pairs":
         ds = sts_pair_dataset(read_sts_pairs(dargs))
     else:
@@ -105,11 +98,8 @@ def _prepare_default_corpus(dargs, out_dir: Path) -> Path:
 
 @dataclass
 class ContrastiveCollator:
-    """Examples -> ``input_ids``/``attention_mask`` of ``[batch, views, length]`` (+ MLM inputs if asked).
-
-    Unsupervised views are the same tokens twice (dropout makes them differ; ESimCSE repeats some words of the
-    second), supervised ones (anchor, entailment, contradiction), STS ones (sentence1, sentence2) with ``scores``.
-    """
+    """Examples -> ``[batch, views, length]`` tensors (+ MLM inputs if asked): a sentence twice (dropout makes the
+    views differ; ESimCSE repeats some words of the second), else the example's columns (+ ``scores`` for STS)."""
 
     tokenizer: object
     max_length: int = 32
@@ -129,13 +119,8 @@ class ContrastiveCollator:
 
     def _stack(self, encs: list[dict]) -> dict:
         """Views tokenised apart -> ``[batch, views, length]``, each padded to the longest view."""
-        width = max(e["input_ids"].size(1) for e in encs)
-
-        def pad(t: torch.Tensor, key: str) -> torch.Tensor:
-            value = self.tokenizer.pad_token_id if key == "input_ids" else 0
-            return t if t.size(1) == width else torch.nn.functional.pad(t, (0, width - t.size(1)), value=value)
-
-        return {k: torch.stack([pad(e[k], k) for e in encs], dim=1) for k in encs[0]}
+        return {k: pad_sequence([e[k].T for e in encs], batch_first=True, padding_value=self.tokenizer.pad_token_id
+                                if k == "input_ids" else 0).permute(2, 0, 1).contiguous() for k in encs[0]}
 
     def __call__(self, examples: list[dict]) -> dict:
         if "text" in examples[0]:

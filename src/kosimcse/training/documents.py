@@ -1,15 +1,5 @@
-"""Document-aware positives for unsupervised training: each example is (anchor, positive) from one document.
-
-The anchor is one of the document's sentences, or its title. The positive is, with probability ``ict_ratio``,
-a context from the same document (ICT: the rest of the document, the anchor removed; or ``crop``: a random
-contiguous span of the other sentences, as Contriever crops) and otherwise the anchor itself, which dropout makes
-a positive as in classic SimCSE. A document with nothing left besides the anchor always gets the dropout positive.
-
-Examples are drawn lazily from the documents, so a corpus of millions of sentences holds no text twice; an example's
-draws depend only on the seed and its index, so DDP ranks, GradCache's replays and resumed runs see the same pairs.
-Documents held out for the label-free domain score (``heldout.jsonl`` beside the documents file, as ``kosimcse
-prepare`` writes it) never become examples, whatever the documents file holds.
-"""
+"""Document-aware positives: (anchor sentence or title, positive) with the positive, with probability ``ict_ratio``,
+from the same document (ICT ``rest`` or a Contriever ``crop``), else the anchor itself (a dropout positive)."""
 
 from __future__ import annotations
 
@@ -19,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kosimcse.data.documents import CHARS_PER_TOKEN, context_window
+from kosimcse.data.documents import CHARS_PER_TOKEN, context_window, iter_documents
 from kosimcse.errors import KoSimCSEError
 
 POSITIVES = ("rest", "crop")
-HELDOUT_NAME = "heldout.jsonl"
 
 
 class DocumentPairs(torch.utils.data.Dataset):
-    """``{"anchor", "positive"}`` examples over documents (``kosimcse.data.documents.Document``)."""
+    """``{"anchor", "positive"}`` examples drawn lazily (no text held twice); an example's draws depend only on the
+    seed and its index, so DDP ranks, GradCache's replays and resumed runs see the same pairs."""
 
     def __init__(self, docs, ict_ratio: float = 0.5, positive: str = "rest", seed: int = 42, limit: int | None = None,
                  passage_max_length: int = 128):
@@ -63,42 +53,18 @@ class DocumentPairs(torch.utils.data.Dataset):
         return {"anchor": anchor, "positive": " ".join(others[start:start + size])[: self.max_chars]}
 
 
-def heldout_ids(documents_file: str | Path) -> set[str]:
-    """Ids of the held-out documents ``kosimcse prepare`` wrote beside ``documents_file`` (none: empty)."""
-    from kosimcse.data.documents import iter_documents
-
-    path = Path(documents_file).with_name(HELDOUT_NAME)
-    return {doc.id for doc in iter_documents(path)} if path.is_file() else set()
-
-
 def document_dataset(dargs, seed: int = 42) -> DocumentPairs:
-    """The training pairs of ``dargs.documents_file``, held-out documents left out."""
-    from kosimcse.data.documents import iter_documents
-
+    """The training pairs of ``dargs.documents_file``, without the held-out documents (``heldout.jsonl`` beside it,
+    as ``kosimcse prepare`` writes it, and ``eval_domain``, wherever it lies)."""
     path = Path(dargs.documents_file)
     if not path.is_file():
         raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
-    held = heldout_ids(path)
-    if dargs.eval_domain:  # the documents scored during training, wherever that file lies
-        held |= {doc.id for doc in iter_documents(dargs.eval_domain)}
+    heldout = path.with_name("heldout.jsonl")
+    held_files = ([heldout] if heldout.is_file() else []) + ([dargs.eval_domain] if dargs.eval_domain else [])
+    held = {doc.id for held_file in held_files for doc in iter_documents(held_file)}
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
     pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed, dargs.max_train_sentences,
                           dargs.passage_max_length)
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
     return pairs
-
-
-def document_setting_problems(dargs) -> list[str]:
-    """Document options that could not take effect with the rest of the data options."""
-    defaults = type(dargs).__dataclass_fields__
-    changed = [n for n in ("ict_ratio", "document_positive", "passage_max_length")
-               if getattr(dargs, n) != defaults[n].default]
-    if not dargs.documents_file:
-        return [f"{', '.join(changed)} take effect only with documents_file; set it or remove them"] if changed else []
-    problems = []
-    if dargs.objective != "unsup":
-        problems.append(f"documents_file trains objective unsup (anchor, positive) pairs, not {dargs.objective}")
-    if dargs.train_file:
-        problems.append("set either documents_file (document-aware positives) or train_file (sentences), not both")
-    return problems

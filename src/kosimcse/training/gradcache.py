@@ -1,10 +1,5 @@
-"""GradCache (Gao et al., 2021): a contrastive batch larger than memory allows, with exact gradients.
-
-Gradient accumulation would shrink the negative pool to each micro-batch. GradCache embeds the batch chunk by chunk
-without a graph, backpropagates the loss to the cached embeddings, then re-embeds each chunk with a graph (replaying
-its RNG state, so dropout draws the same masks) and backpropagates the cached gradients. sentence-transformers'
-cached losses are tied to its own model class, hence this module.
-"""
+"""GradCache (Gao et al., 2021): a contrastive batch larger than memory allows, with exact gradients (gradient
+accumulation would shrink the negative pool). sentence-transformers' cached losses are tied to its model class."""
 
 from __future__ import annotations
 
@@ -31,12 +26,9 @@ def grad_cache_backward(embed: Callable[[dict], torch.Tensor],
                         loss_on_embeddings: Callable[[torch.Tensor], torch.Tensor], inputs: dict[str, torch.Tensor],
                         chunk_size: int, backward=torch.Tensor.backward, no_sync=contextlib.nullcontext,
                         autocast=contextlib.nullcontext) -> torch.Tensor:
-    """One GradCache step over a flat batch ``inputs`` (``[rows, length]`` tensors); returns the detached loss.
-
-    ``embed(chunk)`` gives ``[chunk_rows, dim]``, ``loss_on_embeddings(all_rows)`` the scalar loss; gradients land
-    in ``.grad``. ``no_sync`` (DDP's) keeps all but the last chunk's backward from all-reducing; inside an outer
-    ``no_sync`` (gradient accumulation) the last one stays unsynced too, since ``no_sync`` restores the flag it found.
-    """
+    """Embed ``inputs`` (``[rows, length]`` tensors) chunk by chunk without a graph, backpropagate the loss to the
+    cached embeddings, then re-embed each chunk with a graph (same RNG, so same dropout) and backpropagate the cached
+    gradients; returns the detached loss. ``no_sync`` (DDP's) keeps all but the last chunk from all-reducing."""
     rows = next(iter(inputs.values())).size(0)
     chunks = [{k: v[s: s + chunk_size] for k, v in inputs.items()} for s in range(0, rows, chunk_size)]
     states, cached = [], []

@@ -1,5 +1,4 @@
-"""One training run from arguments to exported model (data, model, Trainer, best-model export with a model card),
-and the chaining of a recipe's ``stages:``."""
+"""One training run from arguments to the exported best model with its card, and the chaining of ``stages:``."""
 
 from __future__ import annotations
 
@@ -11,8 +10,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, set_seed
 
-from kosimcse.data.tasks import load_sts_task
+from kosimcse.data.documents import load_documents
 from kosimcse.errors import KoSimCSEError
+from kosimcse.evaluation.domain import domain_scores, model_encoder
 from kosimcse.evaluation.sts import StsEvaluator, markdown_table
 from kosimcse.loading.resolve import resolve_model
 from kosimcse.modeling.losses import INPUTS, LOSSES
@@ -20,7 +20,6 @@ from kosimcse.modeling.model import SimCSEModel, head_setting_problem
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments, load_recipe, read_recipe
 from kosimcse.training.checkpoints import resume_checkpoint
 from kosimcse.training.data import OBJECTIVES, ContrastiveCollator, build_train_dataset
-from kosimcse.training.documents import document_setting_problems
 from kosimcse.training.trainer import NonFiniteLossError, SimCSETrainer, has_finite_weights
 
 BEST_DIR = "best"
@@ -28,8 +27,7 @@ PREVIOUS = "{previous}"
 
 
 def resolve_loss(margs: ModelArguments, objective: str) -> str:
-    """The loss for an objective (``loss: auto``: its registered default), refused unless it takes the objective's
-    kind of example."""
+    """The loss for an objective (``auto``: its registered default), refused unless it fits the objective's examples."""
     if objective not in OBJECTIVES:
         raise KoSimCSEError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     kind = OBJECTIVES[objective]
@@ -44,15 +42,16 @@ def resolve_loss(margs: ModelArguments, objective: str) -> str:
 
 
 def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArguments) -> str:
-    """Refuse settings that could not take effect, or do not fit together, before anything is loaded; return the
-    loss. A setting counts as set when it differs from its default, so a recipe may spell out a default."""
+    """Refuse settings that could not take effect or do not fit together, before loading anything; return the loss.
+    A setting counts as set when it differs from its default, so a recipe may spell out a default."""
     loss = resolve_loss(margs, dargs.objective)
-    changed = lambda name: getattr(margs, name) != ModelArguments.__dataclass_fields__[name].default  # noqa: E731
+    changed = lambda args, name: getattr(args, name) != type(args).__dataclass_fields__[name].default  # noqa: E731
+    document_options = [n for n in ("ict_ratio", "document_positive", "passage_max_length") if changed(dargs, n)]
     reads, kind = LOSSES[loss].options, OBJECTIVES[dargs.objective]
     problems = [f"{name} {getattr(margs, name)} has no effect with loss {loss} (read only by loss "
                 f"{'/'.join(n for n, c in LOSSES.items() if name in c.options)}); remove {name}"
                 for name in dict.fromkeys(o for c in LOSSES.values() for o in c.options)
-                if name not in reads and changed(name)]
+                if name not in reads and changed(margs, name)]
     views = INPUTS[kind]  # GradCache chunks count rows: examples x views
     batch, chunk = targs.per_device_train_batch_size, targs.grad_cache_chunk_size
     checks = [  # (refused when true, why); a new option's check is one more row
@@ -69,10 +68,10 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
         (margs.prompt_template and margs.pooler != "prompt",
          f"prompt_template is used only with pooler: prompt (pooler is {margs.pooler}); set pooler: prompt or remove "
          "prompt_template"),
-        (changed("rtd_mask_ratio") and margs.rtd_weight == 0,
+        (changed(margs, "rtd_mask_ratio") and margs.rtd_weight == 0,
          f"rtd_mask_ratio {margs.rtd_mask_ratio} has no effect while rtd_weight is 0 (the replaced-token detection "
          "loss is off); set rtd_weight > 0 or remove rtd_mask_ratio"),
-        (changed("dup_rate") and dargs.objective != "esimcse",
+        (changed(margs, "dup_rate") and dargs.objective != "esimcse",
          f"dup_rate {margs.dup_rate} (ESimCSE word repetition) has no effect with objective {dargs.objective}; use "
          "objective: esimcse or remove dup_rate"),
         (chunk and chunk >= batch * views,
@@ -85,8 +84,14 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
         (chunk and (margs.mlm_weight > 0 or margs.rtd_weight > 0),
          "the MLM / replaced-token auxiliary losses are not supported with GradCache; set grad_cache_chunk_size 0 or "
          "the auxiliary weight (mlm_weight / rtd_weight) 0"),
+        (document_options and not dargs.documents_file,
+         f"{', '.join(document_options)} take effect only with documents_file; set it or remove them"),
+        (dargs.documents_file and dargs.objective != "unsup",
+         f"documents_file trains objective unsup (anchor, positive) pairs, not {dargs.objective}"),
+        (dargs.documents_file and dargs.train_file,
+         "set either documents_file (document-aware positives) or train_file (sentences), not both"),
     ]
-    problems += [why for refused, why in checks if refused and why] + document_setting_problems(dargs)
+    problems += [why for refused, why in checks if refused and why]
     if problems:
         raise KoSimCSEError("; ".join(problems))
     return loss
@@ -124,15 +129,8 @@ def freeze_lower_layers(encoder, n: int) -> None:
             module.requires_grad_(False)
 
 
-def _domain_docs(dargs: DataArguments):
-    from kosimcse.data.documents import load_documents
-
-    return load_documents(dargs.eval_domain) if dargs.eval_domain else None
-
-
 def build_evaluator(dargs: DataArguments, task: str | None = None):
-    name = task or dargs.eval_task
-    return StsEvaluator(load_sts_task(name, dargs.data_dir), name=name)
+    return StsEvaluator.from_task(task or dargs.eval_task, dargs.data_dir)
 
 
 def model_card(name: str, margs: ModelArguments, dargs: DataArguments, results: dict[str, dict],
@@ -159,20 +157,20 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         print(f"precision: {targs.precision} ({targs.precision_reason})", file=sys.stderr, flush=True)
     model, tokenizer, resolved = build_model(margs, dargs.objective, targs.per_device_train_batch_size)
     train_dataset = build_train_dataset(dargs, targs)
-    processes = max(targs.world_size, 1)
-    if targs.dataloader_drop_last and len(train_dataset) < targs.per_device_train_batch_size * processes:
+    batch = targs.per_device_train_batch_size * max(targs.world_size, 1)
+    if targs.dataloader_drop_last and len(train_dataset) < batch:
         # Ragged batches are dropped (all_gather needs equal shapes), so this would train 0 steps and export the start.
-        raise KoSimCSEError(f"{len(train_dataset)} training examples fill no batch of "
-                            f"{targs.per_device_train_batch_size * processes} (per_device_train_batch_size x "
-                            "processes): training would run 0 steps. Lower per_device_train_batch_size or give "
-                            "more data")
+        raise KoSimCSEError(f"{len(train_dataset)} training examples fill no batch of {batch} "
+                            "(per_device_train_batch_size x processes): training would run 0 steps. Lower "
+                            "per_device_train_batch_size or give more data")
     collator = ContrastiveCollator(tokenizer, max_length=margs.max_length, prefix=margs.prefix,
                                    mlm_probability=0.15 if margs.mlm_weight > 0 else 0.0,
                                    dup_rate=margs.dup_rate if dargs.objective == "esimcse" else 0.0,
                                    template=model.config.prompt_template if model.config.is_prompt else "",
                                    passage_max_length=dargs.passage_max_length if dargs.documents_file else None)
+    domain_docs = load_documents(dargs.eval_domain) if dargs.eval_domain else None
     trainer = SimCSETrainer(model=model, args=targs, train_dataset=train_dataset, data_collator=collator,
-                            sts_evaluator=build_evaluator(dargs), tokenizer=tokenizer, domain_docs=_domain_docs(dargs))
+                            sts_evaluator=build_evaluator(dargs), tokenizer=tokenizer, domain_docs=domain_docs)
     resume = resume_checkpoint(resume_from_checkpoint, targs.output_dir)
     # With eval_on_start the starting model competes in model selection too: a strong encoder (e5) can come out of
     # a short contrastive run worse than it went in, and then it is kept as it was.
@@ -186,57 +184,51 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     best_ckpt, best_score = trainer.state.best_model_checkpoint, trainer.state.best_metric
     # A trained checkpoint replaces the start only by more than the noise of the score it is chosen on: the dev
     # set's bootstrap standard error (or the domain MRR's); the tolerance rule wants the most-trained one instead.
-    start_se = 0.0 if targs.selection_metric == "dev" and targs.selection_tolerance > 0 else start_metrics.get(
-        "eval_domain_mrr@10_se" if targs.selection_metric == "domain" else "eval_cosine_spearman_se", 0.0)
+    domain, tolerance = targs.selection_metric == "domain", targs.selection_tolerance
+    start_se = 0.0 if not domain and tolerance > 0 else start_metrics.get(
+        "eval_domain_mrr@10_se" if domain else "eval_cosine_spearman_se", 0.0)
     kept_initial = initial_state is not None and start_score is not None and (
         best_ckpt is None or not Path(best_ckpt).is_dir() or best_score is None or start_score + start_se >= best_score)
+    best = trainer.accelerator.unwrap_model(trainer.model)
     if kept_initial:
-        trainer.accelerator.unwrap_model(trainer.model).load_state_dict(initial_state)
+        best.load_state_dict(initial_state)
         best_ckpt, best_score = None, start_score
-    seen = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps * processes
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": best_ckpt, "best_metric": best_score,
                "kept_initial_model": kept_initial, "start_metric": start_score,
                "start_dev": start_metrics.get("eval_cosine_spearman"),
                "precision": targs.precision, "precision_reason": targs.precision_reason,
-               "selection": (f"best domain MRR@10 within {targs.selection_tolerance:g} dev points of the start"
-                             if targs.selection_metric == "domain" else
-                             f"latest checkpoint within {targs.selection_tolerance:g} dev points of the start"
-                             if targs.selection_tolerance > 0 else "best dev score, if it beats the start by more than "
-                             "the dev bootstrap standard error"), "selection_margin": start_se,
-               "sentences_per_s": seen / wall if wall > 0 else None}
-    if trainer.is_world_process_zero():
-        best = trainer.accelerator.unwrap_model(trainer.model)
-        if not has_finite_weights(best):
-            raise NonFiniteLossError(f"the final model has NaN/inf weights; not exporting it to {BEST_DIR}/")
-        results = {}
-        for task in dargs.report_tasks:  # every metric on each task, for the model card and the summary
-            results[task] = build_evaluator(dargs, task)(
-                lambda texts: best.encode(tokenizer, texts, batch_size=128, precision=targs.precision))
-        summary["dev_spearman"] = results.get(dargs.eval_task, {}).get("cosine_spearman")
-        if trainer.domain_docs:
-            from kosimcse.evaluation.domain import domain_scores, model_encoder
-
-            before = {k[len("eval_domain_"):]: v for k, v in start_metrics.items() if k.startswith("eval_domain_")}
-            after = domain_scores(model_encoder(best, tokenizer, 128, targs.precision), trainer.domain_docs)
-            summary["domain"] = {"file": dargs.eval_domain, "before": before or None, "after": after}
-        out = Path(targs.output_dir) / BEST_DIR
-        card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
-        best.save_pretrained(out, tokenizer=tokenizer, model_card=card)
-        summary.update(results=results, eval_task=dargs.eval_task, exported=str(out))
-        (Path(targs.output_dir) / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2),
-                                                            encoding="utf-8")
+               "selection": (f"{'best domain MRR@10' if domain else 'latest checkpoint'} within {tolerance:g} dev "
+                             "points of the start" if domain or tolerance > 0 else
+                             "best dev score, if it beats the start by more than the dev bootstrap standard error"),
+               "selection_margin": start_se,
+               "sentences_per_s": result.global_step * batch * targs.gradient_accumulation_steps / wall if wall > 0
+               else None}
+    if not trainer.is_world_process_zero():
+        return summary
+    if not has_finite_weights(best):
+        raise NonFiniteLossError(f"the final model has NaN/inf weights; not exporting it to {BEST_DIR}/")
+    encode = model_encoder(best, tokenizer, 128, targs.precision)
+    # every metric on each task, for the model card and the summary
+    results = {task: build_evaluator(dargs, task)(lambda texts: encode(texts, None)) for task in dargs.report_tasks}
+    summary["dev_spearman"] = results.get(dargs.eval_task, {}).get("cosine_spearman")
+    if domain_docs:
+        before = {k[len("eval_domain_"):]: v for k, v in start_metrics.items() if k.startswith("eval_domain_")}
+        summary["domain"] = {"file": dargs.eval_domain, "before": before or None,
+                             "after": domain_scores(encode, domain_docs)}
+    out = Path(targs.output_dir) / BEST_DIR
+    card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
+    best.save_pretrained(out, tokenizer=tokenizer, model_card=card)
+    summary.update(results=results, eval_task=dargs.eval_task, exported=str(out))
+    (Path(targs.output_dir) / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2),
+                                                        encoding="utf-8")
     return summary
 
 
 def stage_settings(values: dict, overrides: dict | None = None) -> list[tuple[str, dict]]:
-    """Expand a recipe with ``stages:`` into ``(name, options)`` per stage, in order.
-
-    Each stage = the top-level options + its own + the overrides (``--NAME.key value`` for one stage only).
-    ``output_dir`` becomes ``OUTPUT/NAME``; ``model_name_or_path: "{previous}"`` starts from the previous stage's
-    exported best model, and a plain ``--model_name_or_path`` override sets the first stage's.
-    """
+    """``(name, options)`` per stage: the top-level options + the stage's own + the overrides (``--NAME.key`` for one
+    stage only), in ``OUTPUT/NAME``. ``model_name_or_path: "{previous}"`` starts from the previous stage's export."""
     values = dict(values)
     stages = values.pop("stages")
     values.pop("description", None)

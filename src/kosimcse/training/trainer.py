@@ -1,5 +1,4 @@
-"""The SimCSE trainer: Hugging Face ``Trainer`` plus STS evaluation for model selection, GradCache, a non-finite
-loss guard, checkpoints that appear only complete and never hold NaN/inf weights, and a ``metrics.jsonl`` log."""
+"""Hugging Face ``Trainer`` plus STS model selection, GradCache, a non-finite loss guard, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from kosimcse.errors import KoSimCSEError
+from kosimcse.evaluation.domain import domain_scores, model_encoder, spearman_bootstrap_se
+from kosimcse.evaluation.similarity import pairwise_cosine
 from kosimcse.modeling.model import aliased_names
 from kosimcse.training.args import SELECTION_SCORE
 from kosimcse.training.checkpoints import STAGING_DIR, commit_checkpoint, latest_valid_checkpoint
@@ -22,7 +23,7 @@ from kosimcse.training.gradcache import grad_cache_backward
 
 
 class NonFiniteLossError(KoSimCSEError):
-    """The loss became NaN or inf more often than ``max_bad_batches`` allows."""
+    """The loss or the weights became NaN or inf."""
 
 
 class SimCSETrainer(Trainer):
@@ -43,7 +44,6 @@ class SimCSETrainer(Trainer):
         self.domain_docs = domain_docs
         self.bad_batches = 0
         self.start_metrics: dict[str, float] | None = None
-        self._staging = False
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Also append each record (loss, lr, dev metrics) to ``metrics.jsonl``, for the report and for scripts."""
@@ -79,7 +79,6 @@ class SimCSETrainer(Trainer):
         folder, _ = latest_valid_checkpoint(self.args.output_dir)
         return str(folder) if folder else "none saved yet"
 
-    # ---- checkpoints: staged, then renamed into place (see kosimcse.training.checkpoints) ----------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # safetensors refuses tensors sharing memory (the MLM decoder and DiffCSE's discriminator share the word
         # embeddings): save one copy; loading fills the shared Parameter, _keys_to_ignore_on_save silences the gap.
@@ -134,12 +133,10 @@ class SimCSETrainer(Trainer):
         batch, views, _ = inputs["input_ids"].shape
         keys = ("input_ids", "attention_mask", "token_type_ids")
         flat = {k: inputs[k].reshape(batch * views, -1) for k in keys if k in inputs}
-
         teacher = None
         if getattr(core, "teacher", None) is not None:  # distillation: the start's anchor vectors, once per batch
             with self.accelerator.autocast():
-                teacher = core.teacher_vectors(*(inputs[k][:, 0] if k in inputs else None
-                                                 for k in ("input_ids", "attention_mask", "token_type_ids")))
+                teacher = core.teacher_vectors(*(inputs[k][:, 0] if k in inputs else None for k in keys))
 
         def loss_on(reps):
             reps = reps.view(batch, views, -1)
@@ -157,55 +154,42 @@ class SimCSETrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if self.sts_evaluator is None:
             return {}
-        model = self.accelerator.unwrap_model(self.model)
-        from kosimcse.evaluation.domain import domain_scores, model_encoder, spearman_bootstrap_se
-
-        precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
+        model, ev, args = self.accelerator.unwrap_model(self.model), self.sts_evaluator, self.args
         seen = {}
-        scores = self.sts_evaluator(lambda texts: seen.setdefault("emb", model.encode(
-            self.tokenizer_for_eval, texts, batch_size=self.args.per_device_eval_batch_size, precision=precision,
-            show_progress=not self.args.disable_tqdm and self.is_world_process_zero())))
+        scores = ev(lambda texts: seen.setdefault("emb", model.encode(
+            self.tokenizer_for_eval, texts, batch_size=args.per_device_eval_batch_size, precision=args.precision,
+            show_progress=not args.disable_tqdm and self.is_world_process_zero())))
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         if self.domain_docs:
-            found = domain_scores(model_encoder(model, self.tokenizer_for_eval, self.args.per_device_eval_batch_size,
-                                                precision),
-                                  self.domain_docs)
+            encode = model_encoder(model, self.tokenizer_for_eval, args.per_device_eval_batch_size, args.precision)
+            found = domain_scores(encode, self.domain_docs)
             metrics.update({f"{metric_key_prefix}_domain_{k}": v for k, v in found.items() if "@" in k})
+        dev = f"{metric_key_prefix}_cosine_spearman"
         if self.state.global_step == 0:
             # The Trainer leaves eval_on_start out of best-model tracking; run.py compares against it, and a dev gain
             # within the start's bootstrap standard error does not count (logged, so a resumed run has it too).
-            from kosimcse.evaluation.similarity import pairwise_similarity
-
-            ev, emb = self.sts_evaluator, seen["emb"]
-            metrics[f"{metric_key_prefix}_cosine_spearman_se"] = spearman_bootstrap_se(
-                pairwise_similarity("cosine", emb[ev.left], emb[ev.right]), ev.gold)
+            emb = seen["emb"]
+            metrics[f"{dev}_se"] = spearman_bootstrap_se(pairwise_cosine(emb[ev.left], emb[ev.right]), ev.gold)
             self.start_metrics = metrics
-        domain = self.args.selection_metric == "domain"
-        if self.args.selection_tolerance > 0 or domain:
-            key = f"{metric_key_prefix}_cosine_spearman"
+        if args.selection_tolerance > 0 or args.selection_metric == "domain":
             if self.start_metrics is None:  # resumed: the start's evaluation is in the restored log history
-                self.start_metrics = next((r for r in self.state.log_history if r.get("step") == 0 and key in r), None)
+                self.start_metrics = next((r for r in self.state.log_history if r.get("step") == 0 and dev in r), None)
             if self.start_metrics is None:
                 raise KoSimCSEError("selection_tolerance needs the starting model's dev score, which the resumed "
                                     "checkpoint lacks: start the run again without resuming, with eval_on_start true")
-            dev, start = metrics[key], self.start_metrics[key]
-            if domain and f"{metric_key_prefix}_domain_mrr@10" not in metrics:
-                raise KoSimCSEError("selection_metric domain needs eval_domain (a heldout.jsonl of kosimcse prepare)")
+            start = self.start_metrics[dev]
             metrics[SELECTION_SCORE] = (
-                (metrics[f"{metric_key_prefix}_domain_mrr@10"] if dev >= start - self.args.selection_tolerance
-                 else -1.0) if domain else selection_score(dev, start, self.args.selection_tolerance,
-                                                            self.state.global_step))
+                selection_score(metrics[dev], start, args.selection_tolerance, self.state.global_step)
+                if args.selection_metric == "dev" else metrics[f"{metric_key_prefix}_domain_mrr@10"]
+                if metrics[dev] >= start - args.selection_tolerance else -1.0)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
 
 def selection_score(dev: float, start: float, tolerance: float, step: int) -> float:
-    """A metric under which the Trainer's best checkpoint is the latest one within ``tolerance`` of the start.
-
-    Scores at or above ``start - tolerance`` share that floor plus a tiny bonus per step; the start (step 0) sits
-    on the floor, so it is kept only when no trained checkpoint stays within the tolerance.
-    """
+    """A metric whose best checkpoint is the latest one within ``tolerance`` of the start: scores at or above
+    ``start - tolerance`` share that floor plus a tiny bonus per step, so the start (step 0) wins only alone there."""
     return min(dev, start - tolerance) + 1e-9 * step
 
 
