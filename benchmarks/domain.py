@@ -48,21 +48,26 @@ def prepare(spec: str, out: Path, fraction: float, seed: int = 0) -> None:
           "--heldout-seed", str(seed), "--quiet"])
 
 
-def _encoder(path):
+def _encoder(path, start=None, start_weight: float = 0.0):
     from kosimcse import KoSimCSE
+    from kosimcse.modeling.distill import merge_with_start
     from kosimcse.precision import resolve_precision
 
     model = KoSimCSE.from_pretrained(str(path), backend="torch", dtype="fp32")
+    if start_weight:  # what `start_weight` in a recipe does at export, applied to a finished run's export
+        start_state = KoSimCSE.from_pretrained(str(start), backend="torch", dtype="fp32").module.state_dict()
+        merge_with_start(model.module, start_state, start_weight)
     return model.module, model.tokenizer, resolve_precision("auto", "cpu").name
 
 
-def scores(path, heldout: Path, passage_max_length: int, sts: bool) -> dict:
-    """Domain score on ``heldout`` (and the STS tasks) of the model folder ``path``, through its encode path."""
+def scores(path, heldout: Path, passage_max_length: int, sts: bool, start=None, start_weight: float = 0.0) -> dict:
+    """Domain score on ``heldout`` (and the STS tasks) of the model folder ``path`` (moved ``start_weight`` of the
+    way back to ``start``'s weights), through its encode path."""
     from kosimcse.evaluation.domain import domain_scores, model_encoder
 
     from kosimcse.data.documents import load_documents
 
-    module, tokenizer, precision = _encoder(path)
+    module, tokenizer, precision = _encoder(path, start, start_weight)
     encode, docs = model_encoder(module, tokenizer, batch_size=64, precision=precision), load_documents(heldout)
     out = {"domain": domain_scores(encode, docs, passage_max_length=passage_max_length)}
     # titles make an easy query (an entity name): score the ICT task too
@@ -121,6 +126,9 @@ def main(argv=None) -> None:
     parser.add_argument("--runs-dir", default="runs/domain-bench")
     parser.add_argument("--rerun", action="store_true", help="train again even where a result exists")
     parser.add_argument("--results-dir", help="write results here instead of benchmarks/results (trial runs)")
+    parser.add_argument("--start-weights", nargs="*", type=float, default=[], metavar="W",
+                        help="also score each finished run's export moved W of the way back to the start's weights "
+                             "(what `start_weight: W` does at export), without training again")
     args = parser.parse_args(argv)
     if args.results_dir:
         common.RESULTS_DIR = Path(args.results_dir)
@@ -165,6 +173,22 @@ def main(argv=None) -> None:
                 print(f"{name} {setting} seed {seed}: MRR@10 {corpus['start']['domain']['mrr@10']:.2f} -> "
                       f"{after['domain']['mrr@10']:.2f}, KorSTS test "
                       f"{summary['results']['korsts-test']['cosine_spearman']:.2f} ({wall:.0f} s)", flush=True)
+        for setting in args.settings:
+            for seed, run in data["runs"].get(name, {}).get(setting, {}).items():
+                best = Path(args.runs_dir) / name / f"{setting}-s{seed}" / BEST_DIR
+                for weight in args.start_weights:
+                    merged = run.setdefault("merged", {})
+                    if f"{weight:g}" in merged and not args.rerun:
+                        continue
+                    if not best.is_dir():
+                        raise SystemExit(f"{best} is missing: --start-weights scores a finished run's export")
+                    t = time.time()
+                    merged[f"{weight:g}"] = scores(best, folder / "heldout.jsonl", args.passage_max_length, sts=True,
+                                                   start=args.model, start_weight=weight)
+                    _save(data, time.time() - t, command)
+                    print(f"{name} {setting} seed {seed} start weight {weight:g}: MRR@10 "
+                          f"{merged[f'{weight:g}']['domain']['mrr@10']:.2f}, KorSTS test "
+                          f"{merged[f'{weight:g}']['korsts-test']['cosine_spearman']:.2f}", flush=True)
 
 
 # ---------------------------------------------------------------- rendering (benchmarks/render.py calls this)
@@ -179,6 +203,21 @@ def _mean(values: list[float]) -> float:
 def _cell(values: list[float], start: float | None = None) -> str:
     text = f"{_mean(values):.2f}" + (f" ± {(max(values) - min(values)) / 2:.2f}" if len(values) > 1 else "")
     return text + (f" ({_mean(values) - start:+.2f})" if start is not None else "")
+
+
+def _variants(by_setting: dict):
+    """``(label, seeds, runs)`` per setting, then per start weight its runs' merged exports (as runs of their own)."""
+    for setting, by_seed in by_setting.items():
+        if not by_seed:
+            continue
+        yield LABELS.get(setting, setting), list(by_seed), list(by_seed.values())
+        weights = sorted({w for r in by_seed.values() for w in r.get("merged", {})}, key=float)
+        for w in weights:
+            seeds = [s for s, r in by_seed.items() if w in r.get("merged", {})]
+            runs = [dict(by_seed[s], domain=m["domain"], domain_ict=m.get("domain_ict"),
+                         results={t: m[t] for t in TASKS if t in m}) for s in seeds
+                    for m in [by_seed[s]["merged"][w]]]
+            yield f"{LABELS.get(setting, setting)}; export moved {w} of the way back to the start", seeds, runs
 
 
 def render_section(d: dict) -> list[str]:
@@ -204,15 +243,12 @@ def render_section(d: dict) -> list[str]:
         parts.append(f"| {corpus} | zero-shot start | | | {start['mrr@10']:.2f} | {start['r@1']:.2f} | "
                      f"{start['r@10']:.2f} | {_ict([info['start']])} | {_num(start_sts, 'korsts-test')} | {_num(start_sts, 'klue-sts-dev')} | "
                      f"{_num(start_sts, 'korsts-dev')} | | |")
-        for setting, by_seed in by_setting.items():
-            runs = list(by_seed.values())
-            if not runs:
-                continue
+        for label, seeds, runs in _variants(by_setting):
             col = lambda key: [r["domain"][key] for r in runs]  # noqa: E731
             task = lambda t: [sts(r["results"], t) for r in runs]  # noqa: E731
             first = runs[0]["settings"]
             parts.append(
-                f"| {corpus} | {LABELS.get(setting, setting)} | {', '.join(by_seed)} | {first['max_steps']} × "
+                f"| {corpus} | {label} | {', '.join(seeds)} | {first['max_steps']} × "
                 f"{first['per_device_train_batch_size']} | {_cell(col('mrr@10'), start['mrr@10'])} | "
                 f"{_cell(col('r@1'), start['r@1'])} | {_cell(col('r@10'), start['r@10'])} | "
                 f"{_ict(runs, info['start'])} | "
@@ -225,7 +261,7 @@ def render_section(d: dict) -> list[str]:
             test = _mean(task("korsts-test"))
             if gain >= MRR_GAIN and round(test, 2) >= UNSUP_FLOOR:
                 verdicts[corpus] = verdicts.get(corpus, []) + [
-                    f"{LABELS.get(setting, setting)} (MRR@10 {gain:+.2f}, KorSTS test {test:.2f})"]
+                    f"{label} (MRR@10 {gain:+.2f}, KorSTS test {test:.2f})"]
     met = "met" if len(verdicts) >= 2 else "not met"
     parts += ["", f"Acceptance (MRR@10 ≥ +{MRR_GAIN:g} over the start with KorSTS test ≥ {UNSUP_FLOOR}, on two "
               f"corpora): {met}" + ("; settings that meet it: " + "; ".join(
@@ -253,12 +289,9 @@ def target_values(d: dict) -> list[tuple]:
     rows = []
     for corpus, by_setting in d["runs"].items():
         start = d["corpora"][corpus]["start"]["domain"]["mrr@10"]
-        for setting, by_seed in by_setting.items():
-            runs = list(by_seed.values())
-            if not runs:
-                continue
-            what, kept = f"({corpus}, {LABELS.get(setting, setting)})", all(r["kept_initial_model"] for r in runs)
-            note = f"seeds {', '.join(by_seed)}; {runs[0]['steps']} steps; {NAME}"
+        for label, seeds, runs in _variants(by_setting):
+            what, kept = f"({corpus}, {label})", all(r["kept_initial_model"] for r in runs)
+            note = f"seeds {', '.join(seeds)}; {runs[0]['steps']} steps; {NAME}"
             rows.append((f"domain MRR@10 gain over e5-small {what}",
                          _mean([r["domain"]["mrr@10"] for r in runs]) - start, MRR_GAIN, note, kept))
             rows.append((f"domain recipe, KorSTS test {what}",

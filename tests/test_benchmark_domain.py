@@ -6,6 +6,7 @@ import pytest
 
 from helpers import make_tiny_model_dir
 from kosimcse.data.documents import Document, write_documents
+from kosimcse.modeling.model import SimCSEConfig
 
 SENTENCES = ["한 남자가 기타를 치고 있다.", "여자가 양파를 썰고 있다.", "고양이가 소파 위에서 자고 있다.",
              "오늘 날씨가 정말 좋네요.", "아이들이 공원에서 뛰어 놀고 있다.", "그 영화는 생각보다 재미있었다.",
@@ -17,6 +18,8 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     from benchmarks import domain
 
     model = make_tiny_model_dir(tmp_path / "tiny", hidden=32, layers=2, heads=2)
+    # the start encodes as the benchmark trains (e5's folder says the same), so a merge at weight 1 is the start
+    SimCSEConfig(pooler="avg", prefix="query: ", max_length=64, inference_max_length=64).save(model)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     docs = [Document(f"d{i}", f"제목 {i}", SENTENCES[i % 8:] + SENTENCES[:i % 8]) for i in range(12)]
@@ -33,3 +36,12 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     assert data["corpora"]["toy"]["heldout_documents"] == 4 and "korsts-test" in data["start_sts"]
     text = "\n".join(domain.render_section(data))
     assert "ICT (50%) + dropout + distillation" in text and "dropout only" in text and "Acceptance" in text
+
+    # --start-weights scores the finished export merged with the start; weight 1 is the start itself
+    domain.main([*common, "--settings", "ict_distill", "--start-weights", "1", "0.5"])
+    data = json.loads((tmp_path / "results" / "domain_adaptation.json").read_text())["data"]
+    merged = data["runs"]["toy"]["ict_distill"]["42"]["merged"]
+    start = data["corpora"]["toy"]["start"]
+    assert merged["1"]["domain"] == pytest.approx(start["domain"])
+    assert merged["1"]["korsts-test"] == pytest.approx(data["start_sts"]["korsts-test"])
+    assert "export moved 0.5 of the way back to the start" in "\n".join(domain.render_section(data))

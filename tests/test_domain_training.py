@@ -293,3 +293,22 @@ def test_training_on_documents_with_distillation_and_gradcache(tiny, tmp_path):
         per_device_train_batch_size=8, max_steps=4, eval_steps=4, save_steps=4, report_to=[], disable_tqdm=True,
         report_tasks=["korsts-dev"], max_grad_norm=0.0, precision="fp32")), resume_from_checkpoint=True)
     assert resumed["global_step"] == 4
+
+
+def test_merge_with_start_moves_each_weight_once_and_keeps_what_the_start_lacks():
+    from kosimcse.modeling.distill import merge_with_start
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model[1].weight = model[0].weight  # tied: one tensor under two names
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    start = {k: torch.randn_like(v) for k, v in trained.items() if not k.startswith("2.")}  # no head at the start
+    start["1.weight"] = start["0.weight"]
+    merge_with_start(model, start, 0.25)
+    for name, value in model.state_dict().items():
+        expected = trained[name] if name.startswith("2.") else 0.75 * trained[name] + 0.25 * start[name]
+        torch.testing.assert_close(value, expected)
+    merge_with_start(model, start, 1.0)
+    torch.testing.assert_close(model[0].weight, start["0.weight"])
+    with pytest.raises(ValueError, match="start_weight"):
+        merge_with_start(model, start, 1.5)

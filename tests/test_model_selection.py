@@ -80,3 +80,19 @@ def test_a_corpus_smaller_than_one_batch_is_refused_instead_of_training_zero_ste
 
     with pytest.raises(KoSimCSEError, match="fill no batch of 64"):
         run(tmp_path, "tiny-corpus", lr=1e-4, per_device_train_batch_size=64)
+
+
+def test_start_weight_exports_the_chosen_checkpoint_moved_back_to_the_start_also_when_resumed(tmp_path):
+    model_dir, summary = run(tmp_path, "merged", lr=5.0, selection_tolerance=1000.0, start_weight=0.25)
+    assert summary["best_checkpoint"].endswith("checkpoint-4") and summary["start_weight"] == 0.25
+    start = load_file(str(model_dir / "model.safetensors"))
+    for again in (False, True):
+        if again:  # resumed, the run has no start in memory: it is rebuilt from model_name_or_path
+            run(tmp_path, "merged", lr=5.0, selection_tolerance=1000.0, start_weight=0.25,
+                resume=str(tmp_path / "merged" / "checkpoint-2"))
+        chosen = load_file(str(tmp_path / "merged" / "checkpoint-4" / "model.safetensors"))
+        exported = load_file(str(tmp_path / "merged" / "best" / "model.safetensors"))
+        assert exported.keys() == start.keys()
+        for name, tensor in exported.items():
+            if tensor.is_floating_point():
+                torch.testing.assert_close(tensor, 0.75 * chosen["encoder." + name] + 0.25 * start[name])

@@ -1,5 +1,6 @@
 """Regularisation towards the starting model: a strong encoder (e5) drifts under a short contrastive run and loses
-quality outside its training domain, so its in-batch anchor similarities are distilled into the student."""
+quality outside its training domain, so its in-batch anchor similarities are distilled into the student, and the
+export can be moved part of the way back to the start's weights."""
 
 from __future__ import annotations
 
@@ -33,3 +34,17 @@ def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, temper
     rows = lambda v: (cosine_matrix(v, v)[off].view(n, n - 1) / temperature).log_softmax(-1)  # noqa: E731
     loss = nn.functional.kl_div(rows(student), rows(teacher), log_target=True, reduction="batchmean")
     return global_loss(loss)
+
+
+@torch.no_grad()
+def merge_with_start(model: nn.Module, start_state: dict[str, torch.Tensor], start_weight: float) -> nn.Module:
+    """Move every weight the share ``start_weight`` of the way back to the start's (WiSE-FT, Wortsman et al. 2022):
+    fine-tuned and starting weights lie in one basin, so the mix keeps most of the domain gain and of the general
+    quality. Parameters the start lacks (a new head) stay as trained; tied weights are moved once."""
+    if not 0.0 <= start_weight <= 1.0:
+        raise ValueError(f"start_weight must be in [0, 1], got {start_weight}")
+    for name, param in model.named_parameters():  # named_parameters lists a tied weight once
+        start = start_state.get(name)
+        if start is not None and start.shape == param.shape:
+            param.lerp_(start.to(param.device, param.dtype), start_weight)
+    return model

@@ -85,6 +85,9 @@ class SimCSETrainingArguments(TrainingArguments):
     selection_metric: str = field(default="dev", metadata={"help": (
         "dev: the best dev score, which must beat the start by more than its bootstrap standard error; domain: the "
         "best eval_domain MRR@10 among checkpoints whose dev score stays within selection_tolerance of the start.")})
+    start_weight: float = field(default=0.0, metadata={"help": (
+        "Export the selected model moved this share of the way back to the starting encoder's weights (WiSE-FT "
+        "weight averaging): a strong start keeps more of its general quality. 0: the trained weights.")})
     # Contrastive defaults that differ from the Trainer's.
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
@@ -111,6 +114,8 @@ class SimCSETrainingArguments(TrainingArguments):
                              "(PyTorch's static graph breaks under DDP's no_sync); set ddp_static_graph false")
         if self.selection_tolerance < 0:
             raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
+        if not 0.0 <= self.start_weight <= 1.0:
+            raise ValueError(f"start_weight must be between 0 and 1, not {self.start_weight}")
         if self.selection_metric not in ("dev", "domain"):
             raise ValueError(f"selection_metric must be dev or domain, not {self.selection_metric!r}")
         if self.selection_tolerance > 0 or self.selection_metric == "domain":

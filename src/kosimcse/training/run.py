@@ -15,6 +15,7 @@ from kosimcse.errors import KoSimCSEError
 from kosimcse.evaluation.domain import domain_scores, model_encoder
 from kosimcse.evaluation.sts import StsEvaluator, markdown_table
 from kosimcse.loading.resolve import resolve_model
+from kosimcse.modeling.distill import merge_with_start
 from kosimcse.modeling.losses import INPUTS, LOSSES
 from kosimcse.modeling.model import SimCSEModel, head_setting_problem
 from kosimcse.training.args import DataArguments, ModelArguments, SimCSETrainingArguments, load_recipe, read_recipe
@@ -175,7 +176,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     # With eval_on_start the starting model competes in model selection too: a strong encoder (e5) can come out of
     # a short contrastive run worse than it went in, and then it is kept as it was.
     initial_state = ({k: v.detach().clone() for k, v in model.state_dict().items()}
-                     if targs.eval_on_start and not resume else None)
+                     if (targs.eval_on_start or targs.start_weight) and not resume else None)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
@@ -193,10 +194,15 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     if kept_initial:
         best.load_state_dict(initial_state)
         best_ckpt, best_score = None, start_score
+    elif targs.start_weight:  # the encoder only: a head has no meaningful start (it began as random weights)
+        start_state = initial_state or build_model(margs, dargs.objective,
+                                                   targs.per_device_train_batch_size)[0].state_dict()
+        merge_with_start(best, {k: v for k, v in start_state.items() if k.startswith("encoder.")}, targs.start_weight)
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": best_ckpt, "best_metric": best_score,
-               "kept_initial_model": kept_initial, "start_metric": start_score,
+               "kept_initial_model": kept_initial, "start_weight": 0.0 if kept_initial else targs.start_weight,
+               "start_metric": start_score,
                "start_dev": start_metrics.get("eval_cosine_spearman"),
                "precision": targs.precision, "precision_reason": targs.precision_reason,
                "selection": (f"{'best domain MRR@10' if domain else 'latest checkpoint'} within {tolerance:g} dev "
