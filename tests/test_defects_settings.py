@@ -33,6 +33,7 @@ def _validate(**values):
     ({"objective": "esimcse", "grad_cache_chunk_size": 16}, "GradCache"),
     ({"mlm_weight": 0.1, "grad_cache_chunk_size": 16}, "GradCache"),
     ({"rtd_weight": 0.005, "grad_cache_chunk_size": 16}, "GradCache"),
+    ({"pooler": "cls", "mlp_only_train": False, "start_weight": 0.5}, "start_weight merges the encoder"),
 ])
 def test_settings_without_effect_are_refused(values, message):
     with pytest.raises(KoSimCSEError, match=message):
@@ -53,6 +54,8 @@ def test_settings_without_effect_are_refused(values, message):
     {"temperature": 0.1},
     {"grad_cache_chunk_size": 64, "per_device_train_batch_size": 64},  # 128 rows (2 views): two chunks
     {"objective": "sup", "grad_cache_chunk_size": 100, "per_device_train_batch_size": 50},
+    {"pooler": "cls", "mlp_only_train": True, "start_weight": 0.5},  # the head is training-only: nothing to merge
+    {"pooler": "avg", "start_weight": 0.5},
 ])
 def test_settings_that_take_effect_pass(values):
     _validate(**values)

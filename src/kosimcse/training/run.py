@@ -61,6 +61,11 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
         (margs.distill_weight > 0 and margs.mlp_only_train,
          "distill_weight distils through the training-only MLP head, which embedding skips; set mlp_only_train "
          "false (or distill_weight 0)"),
+        # The merge moves the encoder only: a head that embedding uses would stay as trained, on an encoder it no
+        # longer fits.
+        (targs.start_weight > 0 and margs.head_at_inference,
+         f"start_weight merges the encoder with the start's, but pooler {margs.pooler} with mlp_only_train false "
+         "embeds through the MLP head, which has no start to merge with; set mlp_only_train true or start_weight 0"),
         (targs.selection_metric == "domain" and not dargs.eval_domain,
          "selection_metric domain selects by the domain score: set eval_domain (a heldout.jsonl of kosimcse prepare)"),
         ("hard_negative_weight" in reads and margs.hard_negative_weight != 0 and kind != "triplets",
@@ -194,7 +199,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     if kept_initial:
         best.load_state_dict(initial_state)
         best_ckpt, best_score = None, start_score
-    elif targs.start_weight:  # the encoder only: a head has no meaningful start (it began as random weights)
+    elif targs.start_weight:  # the encoder only (validate_settings refuses a head that embedding uses)
         start_state = initial_state or build_model(margs, dargs.objective,
                                                    targs.per_device_train_batch_size)[0].state_dict()
         merge_with_start(best, {k: v for k, v in start_state.items() if k.startswith("encoder.")}, targs.start_weight)
