@@ -159,7 +159,8 @@ def test_prepare_keeps_heldout_documents_out_of_training(tmp_path):
     assert "위키 문장은 남는다." in lines and f"{training[0].id}번 청원의 첫째 문장입니다." in lines
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     assert stats["documents"] == {"training": 60 - len(held), "heldout": len(held), "heldout_pool": 4,
-                                  "fraction": 0.3, "seed": 7, "guarded_sentences_removed": 0}
+                                  "fraction": 0.3, "seed": 7, "guarded_sentences_removed": 0,
+                                  "training_single_sentence": 0, "heldout_without_query": 0}
     assert stats["sources"]["kowiki"]["dropped"]["leaked"] == 1
 
     # a reposted petition: a held-out title reaches no training document (titles are anchors there)
@@ -178,3 +179,23 @@ def test_prepare_keeps_heldout_documents_out_of_training(tmp_path):
 
     bad = CliRunner().invoke(command, ["--out", str(out), "--source", f"kowiki:{wiki}", "--heldout", "0.1"])
     assert isinstance(bad.exception, KoSimCSEError) and "--domain" in str(bad.exception)
+
+
+def test_prepare_says_when_documents_of_one_sentence_give_no_ict_pairs_or_queries(tmp_path):
+    from click.testing import CliRunner
+
+    from kosimcse.cli.prepare import command
+
+    reviews = tmp_path / "reviews.jsonl"  # NSMC-like: one short review a document, no title
+    rows = [{"id": f"r{i}", "text": f"{i}번 영화는 정말 재미있었다"} for i in range(30)]
+    rows += [{"id": "long", "text": "첫째 문장입니다. 둘째 문장입니다."}]
+    reviews.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(command, ["--out", str(out), "--no-seed", "--no-sts", "--domain", f"text:{reviews}",
+                                          "--doc-id-column", "id", "--heldout", "0.3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    docs = json.loads((out / "stats.json").read_text(encoding="utf-8"))["documents"]
+    pool, training = load_documents(out / "heldout.jsonl"), load_documents(out / "documents.jsonl")
+    assert docs["heldout_without_query"] == sum(len(d.sentences) == 1 for d in pool) > 0
+    assert docs["training_single_sentence"] == sum(len(d.sentences) == 1 for d in training) > 0
+    assert f"note: {docs['training_single_sentence']} training documents have one sentence" in result.output

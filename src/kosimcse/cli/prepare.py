@@ -76,3 +76,7 @@ def command(data_dir, out_dir, sources, domain, no_seed, no_sts, eval_sets, min_
     if docs := stats.get("documents"):
         click.echo(f"documents: {docs['training']:,} for training -> documents.jsonl; {docs['heldout']:,} held out, "
                    f"{docs['heldout_pool']:,} of them -> heldout.jsonl")
+        if docs["training_single_sentence"] or docs["heldout_without_query"]:
+            click.echo(f"note: {docs['training_single_sentence']:,} training documents have one sentence and no title "
+                       f"(no ICT pair: only dropout positives), and {docs['heldout_without_query']:,} held-out ones "
+                       "give no domain-score query; documents of several sentences or with titles are needed for both")

@@ -157,7 +157,7 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
     and ``out_dir/heldout.jsonl`` (a seeded sample of at most ``max_heldout`` held-out documents). Every sentence and
     title of a held-out document is added to ``guard``, and guarded sentences are removed from training documents."""
     heldout: list[Document] = []
-    removed = 0
+    removed = single = 0
 
     def read():
         for label, kind, target in labelled:
@@ -169,13 +169,15 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
                     yield doc
 
     def training():
-        nonlocal removed
+        nonlocal removed, single
         guard.update(s for d in heldout for s in d.sentences + ([d.title] if d.title else []))
         for d in iter_documents(tmp):
             sentences = [s for s in d.sentences if s not in guard]
             removed += len(d.sentences) - len(sentences)
             if sentences:  # a guarded title (a reposted petition's) is a held-out query: not an anchor
-                yield Document(d.id, d.title if d.title not in guard else None, sentences, d.source)
+                title = d.title if d.title not in guard else None
+                single += not title and len(sentences) == 1
+                yield Document(d.id, title, sentences, d.source)
 
     tmp = out_dir / "documents.jsonl.partial"
     try:
@@ -186,5 +188,7 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
     pool = heldout if len(heldout) <= max_heldout else random.Random(seed).sample(heldout, max_heldout)
     if fraction > 0:
         write_documents(out_dir / "heldout.jsonl", pool)
+    # A document without title and with one sentence (an NSMC review) gives no ICT pair and no domain-score query.
     return {"training": n_train, "heldout": len(heldout), "heldout_pool": len(pool), "fraction": fraction,
-            "seed": seed, "guarded_sentences_removed": removed}
+            "seed": seed, "guarded_sentences_removed": removed, "training_single_sentence": single,
+            "heldout_without_query": sum(not d.title and len(d.sentences) < 2 for d in pool)}
