@@ -181,7 +181,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     # With eval_on_start the starting model competes in model selection too: a strong encoder (e5) can come out of
     # a short contrastive run worse than it went in, and then it is kept as it was.
     initial_state = ({k: v.detach().clone() for k, v in model.state_dict().items()}
-                     if (targs.eval_on_start or targs.start_weight) and not resume else None)
+                     if targs.eval_on_start and not resume else None)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
@@ -200,6 +200,7 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
         best.load_state_dict(initial_state)
         best_ckpt, best_score = None, start_score
     elif targs.start_weight:  # the encoder only (validate_settings refuses a head that embedding uses)
+        # Without a copy kept for selection (no eval_on_start, or resumed), the start is read again from its folder.
         start_state = initial_state or build_model(margs, dargs.objective,
                                                    targs.per_device_train_batch_size)[0].state_dict()
         merge_with_start(best, {k: v for k, v in start_state.items() if k.startswith("encoder.")}, targs.start_weight)
