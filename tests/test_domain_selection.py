@@ -75,3 +75,17 @@ def test_a_dev_gain_within_the_bootstrap_se_keeps_the_start(tmp_path, monkeypatc
     gain = max(r["eval_cosine_spearman"] for r in evals[1:]) - evals[0]["eval_cosine_spearman"]
     assert 0 < gain < start_se  # precondition: dev rose, by less than its noise; plain best-dev would take it
     assert summary["kept_initial_model"] is True and summary["selection_margin"] == start_se
+
+
+def test_a_trainer_built_directly_for_domain_selection_without_documents_is_refused(tmp_path):
+    from helpers import make_tiny_model_dir
+    from kosimcse.errors import KoSimCSEError
+    from kosimcse.modeling.model import SimCSEConfig, SimCSEModel
+    from kosimcse.training.args import SimCSETrainingArguments
+    from kosimcse.training.trainer import SimCSETrainer
+
+    model = SimCSEModel.from_encoder(make_tiny_model_dir(tmp_path / "tiny"), SimCSEConfig(pooler="avg"))
+    args = SimCSETrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to=[], eval_on_start=True,
+                                   selection_metric="domain", selection_tolerance=0.5)
+    with pytest.raises(KoSimCSEError, match="domain_docs"):  # was a KeyError at the first evaluation
+        SimCSETrainer(model=model, args=args)

@@ -36,6 +36,8 @@ class SimCSETrainer(Trainer):
                 "nn.DataParallel and each GPU would see only its share of the in-batch negatives. Start one process "
                 f"per GPU: torchrun --nproc_per_node {n_gpu} -m kosimcse train RECIPE; "
                 "or train on one GPU: CUDA_VISIBLE_DEVICES=0 kosimcse train RECIPE")
+        if getattr(args, "selection_metric", "dev") == "domain" and not domain_docs:
+            raise KoSimCSEError("selection_metric domain selects by the domain score: give domain_docs (eval_domain)")
         if sts_evaluator is not None:  # the Trainer wants an eval dataset to evaluate by steps; evaluate() ignores it
             kwargs.setdefault("eval_dataset", sts_evaluator.pairs[:1])
         super().__init__(model, args, **kwargs)
