@@ -54,9 +54,9 @@ def _encoder(path, start=None, start_weight: float = 0.0):
     from kosimcse.precision import resolve_precision
 
     model = KoSimCSE.from_pretrained(str(path), backend="torch", dtype="fp32")
-    if start_weight:  # what `start_weight` in a recipe does at export, applied to a finished run's export
-        start_state = KoSimCSE.from_pretrained(str(start), backend="torch", dtype="fp32").module.state_dict()
-        merge_with_start(model.module, start_state, start_weight)
+    if start_weight:  # what `start_weight` in a recipe does at export (the encoder only), to a finished run's export
+        start_encoder = KoSimCSE.from_pretrained(str(start), backend="torch", dtype="fp32").module.encoder
+        merge_with_start(model.module.encoder, start_encoder.state_dict(), start_weight)
     return model.module, model.tokenizer, resolve_precision("auto", "cpu").name
 
 
