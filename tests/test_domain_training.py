@@ -153,6 +153,32 @@ def test_collator_truncates_positives_at_the_passage_length(tiny):
     assert lengths[0].tolist() == [12, 40] and lengths[1, 0] == lengths[1, 1] < 12
 
 
+def test_anchors_and_teacher_run_at_their_own_length_beside_long_passages(tiny):
+    """Views padded to the passage length are trimmed per view: the same vectors and loss, shorter encoder calls."""
+    from transformers import AutoTokenizer
+
+    from kosimcse.training.data import ContrastiveCollator
+
+    collate = ContrastiveCollator(AutoTokenizer.from_pretrained(tiny), max_length=12, passage_max_length=40)
+    batch = collate([{"anchor": s, "positive": " ".join(SENTENCES * 3)} for s in SENTENCES[:4]])
+    anchor_len = int(batch["attention_mask"][:, 0].sum(-1).max())
+    assert batch["input_ids"].shape[-1] == 40 and anchor_len < 20
+    model = build(tiny).train()
+    seen = {"student": [], "teacher": []}
+    model.encoder.register_forward_pre_hook(lambda m, a, kw: seen["student"].append(kw["input_ids"].shape[1]),
+                                            with_kwargs=True)
+    model.teacher.encoder.register_forward_pre_hook(
+        lambda m, a, kw: seen["teacher"].append(kw["input_ids"].shape[1]), with_kwargs=True)
+    out = model(**batch)
+    assert sorted(seen["student"]) == [anchor_len, 40] and seen["teacher"] == [anchor_len]
+    flat = model.embed(batch["input_ids"].reshape(8, 40), batch["attention_mask"].reshape(8, 40)).view(4, 2, -1)
+    torch.testing.assert_close(out["embeddings"], flat, atol=1e-5, rtol=1e-4)  # padding changed nothing
+    same = collate([{"text": s} for s in SENTENCES[:4]])  # a sentence twice (unsup): one call, as SimCSE
+    seen["student"].clear()
+    model(**same)
+    assert len(seen["student"]) == 1
+
+
 def build(path, distill=1.0, pooler="avg"):
     torch.manual_seed(0)
     return SimCSEModel.from_encoder(path, SimCSEConfig(pooler=pooler, distill_weight=distill),

@@ -33,6 +33,15 @@ def head_setting_problem(pooler: str, mlp_only_train: bool) -> str | None:
             "or set mlp_only_train: false")
 
 
+def trim_padding(inputs: dict) -> dict:
+    """Cut the trailing columns that are padding in every row (attention runs over them all the same). Right padding
+    only: with left padding the last column is real and nothing is cut, so positions never shift."""
+    mask = inputs["attention_mask"]
+    real = mask.any(0).nonzero()
+    n = int(real[-1]) + 1 if len(real) else mask.shape[1]
+    return inputs if n == mask.shape[1] else {k: v[:, :n] for k, v in inputs.items()}
+
+
 def _opt(default, help: str):
     return field(default=default, metadata={"help": help})
 
@@ -208,7 +217,7 @@ class SimCSEModel(nn.Module):
         return int(linears[-1].out_features if linears else self.encoder.config.hidden_size)
 
     def _pool(self, encoder: nn.Module, inputs: dict) -> torch.Tensor:
-        inputs = {k: v for k, v in inputs.items() if v is not None}
+        inputs = trim_padding({k: v for k, v in inputs.items() if v is not None})
         if self.config.is_prompt:
             out = encoder(**inputs, return_dict=True)
             return pool_at_mask(out.last_hidden_state, inputs["input_ids"], self.config.mask_token_id)
@@ -277,8 +286,14 @@ class SimCSEModel(nn.Module):
             return self.embed(input_ids, attention_mask, token_type_ids)
         batch, views, length = input_ids.shape
         inputs = (input_ids, attention_mask, token_type_ids)
-        vectors = self.embed(*(t if t is None else t.reshape(batch * views, length) for t in inputs))
-        vectors = vectors.view(batch, views, -1)
+        used = attention_mask.sum(-1).amax(0)  # each view's longest row
+        if int(used.min()) < int(used.max()):
+            # Views of different lengths (a sentence and its 128-token passage) embed apart, each trimmed to its own
+            # length: one flat batch would run every anchor, and the teacher's anchors, at the passage's length.
+            vectors = torch.stack([self.embed(*(t if t is None else t[:, v] for t in inputs)) for v in range(views)], 1)
+        else:  # both views of one sentence (unsup): one batch, as SimCSE
+            vectors = self.embed(*(t if t is None else t.reshape(batch * views, length) for t in inputs))
+            vectors = vectors.view(batch, views, -1)
         loss = self.loss_fn(*vectors.unbind(1), *(() if scores is None else (scores,)))
         anchor_ids, anchor_mask, anchor_types = (t if t is None else t[:, 0] for t in inputs)
         config = self.config

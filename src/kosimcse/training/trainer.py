@@ -134,18 +134,20 @@ class SimCSETrainer(Trainer):
         core = self.accelerator.unwrap_model(model)
         batch, views, _ = inputs["input_ids"].shape
         keys = ("input_ids", "attention_mask", "token_type_ids")
-        flat = {k: inputs[k].reshape(batch * views, -1) for k in keys if k in inputs}
+        # View-major rows: a chunk holds one view, so an anchor chunk is trimmed to the anchors' length (the model's
+        # _pool cuts padding columns), not run at its passages'.
+        flat = {k: inputs[k].transpose(0, 1).reshape(batch * views, -1) for k in keys if k in inputs}
         teacher = None
         if getattr(core, "teacher", None) is not None:  # distillation: the start's anchor vectors, once per batch
             with self.accelerator.autocast():
                 teacher = core.teacher_vectors(*(inputs[k][:, 0] if k in inputs else None for k in keys))
 
         def loss_on(reps):
-            reps = reps.view(batch, views, -1)
+            reps = reps.view(views, batch, -1)
             scores = (inputs["scores"],) if "scores" in inputs else ()  # CoSENT/AnglE
-            loss = core.loss_fn(*(reps[:, v] for v in range(views)), *scores)
+            loss = core.loss_fn(*reps.unbind(0), *scores)
             if teacher is not None:
-                loss = loss + core.distill_loss(reps[:, 0], teacher)
+                loss = loss + core.distill_loss(reps[0], teacher)
             return self._guard_finite(loss, lambda: reps.sum() * 0.0) / self.current_gradient_accumulation_steps
 
         # Embedding through the (DDP-wrapped) module's forward lets DDP prepare its gradient reduction.
