@@ -46,6 +46,24 @@ def test_selection_score_prefers_the_latest_checkpoint_within_tolerance():
     assert late_within > early_better > start > late_outside
 
 
+def test_a_resumed_merge_with_distillation_takes_the_start_from_the_teacher_not_a_rebuild(tmp_path, monkeypatch):
+    import kosimcse.training.run as run_module
+
+    settings = dict(lr=5.0, selection_tolerance=1000.0, start_weight=0.25, distill_weight=1.0)
+    model_dir, _ = run(tmp_path, "merged", **settings)
+    built = []
+    real_build = run_module.build_model
+    monkeypatch.setattr(run_module, "build_model", lambda *a, **k: built.append(a) or real_build(*a, **k))
+    run(tmp_path, "merged", resume=str(tmp_path / "merged" / "checkpoint-2"), **settings)
+    assert len(built) == 1  # the training model only: the merge read the teacher's frozen start
+    start = load_file(str(model_dir / "model.safetensors"))
+    chosen = load_file(str(tmp_path / "merged" / "checkpoint-4" / "model.safetensors"))
+    exported = load_file(str(tmp_path / "merged" / "best" / "model.safetensors"))
+    for name, tensor in exported.items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, 0.75 * chosen["encoder." + name] + 0.25 * start[name])
+
+
 def test_selection_tolerance_exports_the_most_trained_checkpoint_within_it(tmp_path):
     # A huge tolerance admits every checkpoint: the last one (step 4) must be the export, weights and all.
     _, summary = run(tmp_path, "tolerant", lr=5.0, selection_tolerance=1000.0)
