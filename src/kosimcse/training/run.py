@@ -202,11 +202,15 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     elif targs.start_weight:  # the encoder only (validate_settings refuses a head that embedding uses)
         # Without a copy kept for selection (no eval_on_start, or resumed), the distillation teacher is the start's
         # encoder; without a teacher either, the start is read again from its folder.
-        teacher = getattr(best, "teacher", None)
-        start_state = (initial_state if initial_state is not None else
-                       {f"encoder.{k}": v for k, v in teacher.encoder.state_dict().items()} if teacher is not None
-                       else build_model(margs, dargs.objective, targs.per_device_train_batch_size)[0].state_dict())
-        merge_with_start(best, {k: v for k, v in start_state.items() if k.startswith("encoder.")}, targs.start_weight)
+        if initial_state is not None:
+            start_encoder = {k.removeprefix("encoder."): v for k, v in initial_state.items()
+                             if k.startswith("encoder.")}
+        elif getattr(best, "teacher", None) is not None:
+            start_encoder = best.teacher.encoder.state_dict()
+        else:
+            start_model = build_model(margs, dargs.objective, targs.per_device_train_batch_size)[0]
+            start_encoder = start_model.encoder.state_dict()
+        merge_with_start(best.encoder, start_encoder, targs.start_weight)
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "wall_time_s": wall,
                "train_sentences": len(train_dataset), "model": str(margs.model_name_or_path),
                "resolved_model": str(resolved), "best_checkpoint": best_ckpt, "best_metric": best_score,
