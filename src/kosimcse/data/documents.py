@@ -25,6 +25,12 @@ class Document:
     sentences: list[str]
     source: str | None = None  # the prepare source label, so one documents.jsonl can hold several sources
 
+    @property
+    def gives_pair(self) -> bool:
+        """A title or a second sentence: an ICT pair in training, a query in the domain score. An NSMC review has
+        neither."""
+        return bool(self.title) or len(self.sentences) >= 2
+
 
 # Characters kept of a context before tokenising (training positives and the domain score's passages alike): well
 # over the passage's tokens, so truncation is the tokenizer's, while a long article is not tokenised whole.
@@ -175,9 +181,9 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
             sentences = [s for s in d.sentences if s not in guard]
             removed += len(d.sentences) - len(sentences)
             if sentences:  # a guarded title (a reposted petition's) is a held-out query: not an anchor
-                title = d.title if d.title not in guard else None
-                single += not title and len(sentences) == 1
-                yield Document(d.id, title, sentences, d.source)
+                doc = Document(d.id, d.title if d.title not in guard else None, sentences, d.source)
+                single += not doc.gives_pair
+                yield doc
 
     tmp = out_dir / "documents.jsonl.partial"
     try:
@@ -188,7 +194,6 @@ def split_documents(labelled, out_dir: Path, fraction: float, seed: int, max_hel
     pool = heldout if len(heldout) <= max_heldout else random.Random(seed).sample(heldout, max_heldout)
     if fraction > 0:
         write_documents(out_dir / "heldout.jsonl", pool)
-    # A document without title and with one sentence (an NSMC review) gives no ICT pair and no domain-score query.
     return {"training": n_train, "heldout": len(heldout), "heldout_pool": len(pool), "fraction": fraction,
             "seed": seed, "guarded_sentences_removed": removed, "training_single_sentence": single,
-            "heldout_without_query": sum(not d.title and len(d.sentences) < 2 for d in pool)}
+            "heldout_without_query": sum(not d.gives_pair for d in pool)}
