@@ -31,10 +31,14 @@ SETTINGS = {
     "distill_dropout": dict(ict_ratio=0.0, distill_weight=1.0),
     "ict_only_distill": dict(ict_ratio=1.0, distill_weight=1.0),
     "crop_distill": dict(ict_ratio=0.5, document_positive="crop", distill_weight=1.0),
+    # ICT on every domain anchor, half the examples --general sentences (Wikipedia) as dropout pairs: the ICT share
+    # of ict_distill, its dropout half general text instead of the domain's
+    "ict_general_distill": dict(ict_ratio=1.0, sentence_share=0.5, distill_weight=1.0),
 }
 LABELS = {"ict_distill": "ICT (50%) + dropout + distillation", "ict": "ICT (50%) + dropout",
           "dropout": "dropout only (classic unsup)", "distill_dropout": "dropout + distillation",
-          "ict_only_distill": "ICT only + distillation", "crop_distill": "crops (50%) + dropout + distillation"}
+          "ict_only_distill": "ICT only + distillation", "crop_distill": "crops (50%) + dropout + distillation",
+          "ict_general_distill": "ICT on the domain (50%) + Wikipedia dropout pairs (50%) + distillation"}
 E5 = dict(model_name_or_path=E5_PATH, pooler="avg", prefix="query: ", mlp_only_train=False, freeze_embeddings=True,
           temperature=0.05, precision="auto", report_to=[], disable_tqdm=True, eval_on_start=True,
           report_tasks=list(TASKS), selection_tolerance=0.5, logging_steps=25)
@@ -101,7 +105,8 @@ def settings_for(setting: str, corpus_dir: Path, out: Path, seed: int, steps: in
                 seed=seed, max_steps=steps, eval_steps=eval_steps, save_steps=eval_steps,
                 per_device_train_batch_size=args.batch, max_length=args.max_length,
                 passage_max_length=args.passage_max_length, learning_rate=args.lr, warmup_steps=args.warmup,
-                max_train_sentences=args.batch * steps)
+                max_train_sentences=args.batch * steps,
+                **({"train_file": args.general} if "sentence_share" in SETTINGS[setting] else {}))
 
 
 def main(argv=None) -> None:
@@ -122,6 +127,8 @@ def main(argv=None) -> None:
     parser.add_argument("--passage-max-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--general", metavar="FILE", help="general sentences (a kowiki sentences.txt of kosimcse "
+                        "prepare) for the settings that mix them in (ict_general_distill)")
     parser.add_argument("--model", default=E5_PATH, help="the start (default: e5-small, see benchmarks/harness.py)")
     parser.add_argument("--runs-dir", default="runs/domain-bench")
     parser.add_argument("--rerun", action="store_true", help="train again even where a result exists")
@@ -130,6 +137,8 @@ def main(argv=None) -> None:
                         help="also score each finished run's export moved W of the way back to the start's weights "
                              "(what `start_weight: W` does at export), without training again")
     args = parser.parse_args(argv)
+    if not args.general and any("sentence_share" in SETTINGS[s] for s in args.settings):
+        parser.error("--general FILE: the general sentences that these settings mix in")
     if args.results_dir:
         common.RESULTS_DIR = Path(args.results_dir)
     command = common.command_line()
@@ -168,7 +177,7 @@ def main(argv=None) -> None:
                                    "steps": summary["global_step"], "kept_initial_model": summary["kept_initial_model"],
                                    "best_checkpoint": Path(summary["best_checkpoint"]).name
                                    if summary["best_checkpoint"] else None, "start_dev": summary.get("start_dev"),
-                                   "settings": {k: v for k, v in values.items() if k not in ("output_dir", "documents_file")}}
+                                   "settings": {k: v for k, v in values.items() if k not in ("output_dir", "documents_file", "train_file")}}
                 _save(data, wall, command)
                 print(f"{name} {setting} seed {seed}: MRR@10 {corpus['start']['domain']['mrr@10']:.2f} -> "
                       f"{after['domain']['mrr@10']:.2f}, KorSTS test "

@@ -45,3 +45,13 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     assert merged["1"]["domain"] == pytest.approx(start["domain"])
     assert merged["1"]["korsts-test"] == pytest.approx(data["start_sts"]["korsts-test"])
     assert "export moved 0.5 of the way back to the start" in "\n".join(domain.render_section(data))
+
+    # the Wikipedia-mix setting needs --general and records no path of this machine
+    with pytest.raises(SystemExit):
+        domain.main([*common, "--settings", "ict_general_distill"])
+    (tmp_path / "wiki.txt").write_text("".join(f"위키 문장 {i}번.\n" for i in range(40)), encoding="utf-8")
+    domain.main([*common, "--settings", "ict_general_distill", "--general", str(tmp_path / "wiki.txt")])
+    data = json.loads((tmp_path / "results" / "domain_adaptation.json").read_text())["data"]
+    run = data["runs"]["toy"]["ict_general_distill"]["42"]
+    assert run["steps"] == 2 and run["settings"]["sentence_share"] == 0.5 and "train_file" not in run["settings"]
+    assert "Wikipedia dropout pairs" in "\n".join(domain.render_section(data))

@@ -103,6 +103,31 @@ def test_heldout_documents_never_become_training_pairs(tmp_path):
     assert not [t for t in texts if any(h in t for h in hidden)]
 
 
+def test_general_sentences_mix_into_the_document_pairs_held_out_ones_left_out(tmp_path):
+    """train_file beside documents_file: sentence_share of the examples are its sentences as dropout pairs, the rest
+    document pairs; a train_file sentence of a held-out document is left out, and counted."""
+    from kosimcse.training.run import build_train_dataset
+
+    corpus = docs(title=True)
+    write_documents(tmp_path / "documents.jsonl", corpus[:10])
+    write_documents(tmp_path / "heldout.jsonl", corpus[10:])
+    leaked = corpus[10].sentences[2]
+    (tmp_path / "wiki.txt").write_text("\n".join([*SENTENCES, leaked, ""]) + "\n", encoding="utf-8")
+    values = dict(documents_file=str(tmp_path / "documents.jsonl"), train_file=str(tmp_path / "wiki.txt"),
+                  ict_ratio=1.0)
+    with pytest.warns(UserWarning, match="1 sentences of held-out documents left out"):
+        data = build_train_dataset(*_args(tmp_path, **values, sentence_share=0.25, max_train_sentences=20)[1:])
+    rows = [data[i] for i in range(len(data))]
+    general = [r for r in rows if r["anchor"] in SENTENCES]
+    assert len(rows) == 20 and len(general) == 5 and all(r["positive"] == r["anchor"] for r in general)
+    assert all(r["anchor"].startswith(("문서", "제목")) for r in rows if r not in general)
+    assert not [r for r in rows if leaked in r.values()]
+
+    with pytest.warns(UserWarning):  # no limit: every document pair, and sentences in proportion (all 8 at most)
+        data = build_train_dataset(*_args(tmp_path, **values, sentence_share=0.1)[1:])
+    assert len(data) == 10 * 7 + 8
+
+
 def test_the_documents_scored_during_training_never_train(tmp_path):
     """eval_domain may name a pool other than the heldout.jsonl beside documents_file: its documents stay out too."""
     from kosimcse.training.run import build_train_dataset
@@ -129,6 +154,10 @@ def test_document_options_are_checked(tmp_path):
 
     with pytest.raises(KoSimCSEError, match="ict_ratio take effect only with documents_file"):
         validate_settings(*_args(tmp_path, ict_ratio=0.3))
+    with pytest.raises(KoSimCSEError, match="sentence_share 0.3 mixes train_file sentences"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", sentence_share=0.3))
+    with pytest.raises(KoSimCSEError, match="sentence_share must be between 0 and 1"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", train_file="s.txt", sentence_share=1.0))
     with pytest.raises(KoSimCSEError, match="documents_file trains objective unsup"):
         validate_settings(*_args(tmp_path, documents_file="d.jsonl", objective="sup"))
     with pytest.raises(KoSimCSEError, match="ict_ratio must be in"):

@@ -43,10 +43,14 @@ class DataArguments:
     objective: str = field(default="unsup", metadata={"help": "unsup or esimcse (sentences), sup (NLI triplets) or "
                                                               "sts (scored pairs)."})
     sts_files: list[str] = field(default_factory=list, metadata={"help": "sts: pair files (default KorSTS, KLUE-STS)."})
-    train_file: str | None = field(default=None, metadata={"help": "unsup: sentences.txt from `kosimcse prepare`."})
+    train_file: str | None = field(default=None, metadata={"help": (
+        "unsup: sentences.txt from `kosimcse prepare`; beside documents_file, general sentences (Wikipedia) mixed "
+        "into the document pairs as dropout pairs.")})
     documents_file: str | None = field(default=None, metadata={"help": (
-        "unsup: documents.jsonl from `kosimcse prepare`: document-aware positives (training/documents.py) instead of "
-        "train_file; held-out documents (heldout.jsonl beside it) are never used.")})
+        "unsup: documents.jsonl from `kosimcse prepare`: document-aware positives (training/documents.py); held-out "
+        "documents (heldout.jsonl beside it) are never used.")})
+    sentence_share: float = field(default=0.5, metadata={"help": "documents_file with train_file: share of the "
+                                                                 "training examples that are train_file sentences."})
     ict_ratio: float = field(default=0.5, metadata={"help": "documents_file: share of positives taken from the "
                                                             "anchor's document; the rest are dropout positives."})
     document_positive: str = field(default="rest", metadata={"help": "documents_file: rest (ICT: the document "

@@ -18,7 +18,7 @@ from kosimcse.data.tasks import DEFAULT_EVAL_SETS, task_files
 from kosimcse.errors import KoSimCSEError
 from kosimcse.modeling.objectives import encode_batch
 from kosimcse.paths import data_dir
-from kosimcse.training.documents import document_dataset
+from kosimcse.training.documents import document_dataset, mix_sentences
 
 # The kind of example each objective's data gives the loss (``losses.INPUTS``: sentence views per example).
 OBJECTIVES = {"unsup": "sentences", "esimcse": "sentences", "sup": "triplets", "sts": "scored_pairs"}
@@ -45,6 +45,8 @@ def build_train_dataset(dargs, targs):
     """The training examples of ``dargs.objective`` (``DataArguments``): a seeded random subset when limited."""
     kind, limit = OBJECTIVES.get(dargs.objective), dargs.max_train_sentences
     if dargs.documents_file:
+        if dargs.train_file:
+            return mix_sentences(dargs, sentence_dataset(dargs.train_file), seed=targs.seed)
         return document_dataset(dargs, seed=targs.seed)
     if kind == "sentences":
         ds = sentence_dataset(dargs.train_file or _prepare_default_corpus(dargs, Path(targs.output_dir) / "corpus"))

@@ -4,6 +4,7 @@ from the same document (ICT ``rest`` or a Contriever ``crop``), else the anchor 
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,18 +54,60 @@ class DocumentPairs(torch.utils.data.Dataset):
         return {"anchor": anchor, "positive": " ".join(others[start:start + size])[: self.max_chars]}
 
 
-def document_dataset(dargs, seed: int = 42) -> DocumentPairs:
-    """The training pairs of ``dargs.documents_file``, without the held-out documents (``heldout.jsonl`` beside it,
-    as ``kosimcse prepare`` writes it, and ``eval_domain``, wherever it lies)."""
+class SentencePairs(torch.utils.data.Dataset):
+    """General sentences (``train_file``) as dropout pairs beside the document pairs: Wikipedia in the batch keeps
+    general sentences among the negatives and under the distillation, not only the domain's."""
+
+    def __init__(self, sentences):
+        self.sentences = sentences  # a `datasets` text dataset: memory-mapped, not read into memory
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def __getitem__(self, index: int) -> dict:
+        text = self.sentences[int(index)]["text"]
+        return {"anchor": text, "positive": text}
+
+
+def mix_sentences(dargs, sentences, seed: int = 42) -> torch.utils.data.ConcatDataset:
+    """``documents_file``'s pairs and ``train_file``'s ``sentences`` (shuffled with ``seed``), the sentences being
+    ``sentence_share`` of the examples (of ``max_train_sentences`` when set); the trainer's sampler mixes them. A
+    sentence of a held-out document is left out of the sentences too, and counted."""
+    share, limit, held = dargs.sentence_share, dargs.max_train_sentences, heldout_documents(dargs)
+    texts = {t for doc in held for t in (doc.title, *doc.sentences) if t}
+    kept = sentences.filter(lambda row: row["text"] not in texts) if texts else sentences
+    if len(kept) < len(sentences):
+        warnings.warn(f"{dargs.train_file}: {len(sentences) - len(kept):,} sentences of held-out documents left out "
+                      "of training", stacklevel=2)
+    if limit is None:
+        pairs = document_dataset(dargs, seed, held=held)
+        wanted = round(len(pairs) * share / (1.0 - share))
+    else:
+        wanted = min(round(limit * share), limit - 1)
+    kept = kept.shuffle(seed=seed).select(range(min(wanted, len(kept))))
+    if limit is not None:  # the documents fill what the sentences leave of the limit
+        pairs = document_dataset(dargs, seed, limit=limit - len(kept), held=held)
+    return torch.utils.data.ConcatDataset([pairs, SentencePairs(kept)])
+
+
+def heldout_documents(dargs) -> list:
+    """The documents that never train: ``heldout.jsonl`` beside ``documents_file`` (as ``kosimcse prepare`` writes
+    it) and ``eval_domain``, wherever it lies."""
+    heldout = Path(dargs.documents_file).with_name("heldout.jsonl")
+    held_files = ([heldout] if heldout.is_file() else []) + ([dargs.eval_domain] if dargs.eval_domain else [])
+    return [doc for held_file in held_files for doc in iter_documents(held_file)]
+
+
+def document_dataset(dargs, seed: int = 42, limit: int | None = None, held: list | None = None) -> DocumentPairs:
+    """The training pairs of ``dargs.documents_file``, without the held-out documents (``held``, by default
+    ``heldout_documents``); at most ``limit`` (default ``max_train_sentences``)."""
     path = Path(dargs.documents_file)
     if not path.is_file():
         raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
-    heldout = path.with_name("heldout.jsonl")
-    held_files = ([heldout] if heldout.is_file() else []) + ([dargs.eval_domain] if dargs.eval_domain else [])
-    held = {doc.id for held_file in held_files for doc in iter_documents(held_file)}
+    held = {doc.id for doc in (heldout_documents(dargs) if held is None else held)}
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
-    pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed, dargs.max_train_sentences,
-                          dargs.passage_max_length)
+    pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
+                          dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length)
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
     return pairs

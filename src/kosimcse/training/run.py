@@ -94,8 +94,11 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
          f"{', '.join(document_options)} take effect only with documents_file; set it or remove them"),
         (dargs.documents_file and dargs.objective != "unsup",
          f"documents_file trains objective unsup (anchor, positive) pairs, not {dargs.objective}"),
-        (dargs.documents_file and dargs.train_file,
-         "set either documents_file (document-aware positives) or train_file (sentences), not both"),
+        (changed(dargs, "sentence_share") and not (dargs.documents_file and dargs.train_file),
+         f"sentence_share {dargs.sentence_share} mixes train_file sentences into documents_file pairs; set both or "
+         "remove sentence_share"),
+        (dargs.documents_file and dargs.train_file and not 0.0 < dargs.sentence_share < 1.0,
+         f"sentence_share must be between 0 and 1 (exclusive), not {dargs.sentence_share}"),
     ]
     problems += [why for refused, why in checks if refused and why]
     if problems:
