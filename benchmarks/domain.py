@@ -178,6 +178,9 @@ def main(argv=None) -> None:
                                    "best_checkpoint": Path(summary["best_checkpoint"]).name
                                    if summary["best_checkpoint"] else None, "start_dev": summary.get("start_dev"),
                                    "settings": {k: v for k, v in values.items() if k not in ("output_dir", "documents_file", "train_file")}}
+                if "train_file" in values:  # which general text, without this machine's path
+                    runs[str(seed)]["general"] = {"file": "/".join(Path(args.general).parts[-2:]),
+                                                  "sentences": _count(Path(args.general))}
                 _save(data, wall, command)
                 print(f"{name} {setting} seed {seed}: MRR@10 {corpus['start']['domain']['mrr@10']:.2f} -> "
                       f"{after['domain']['mrr@10']:.2f}, KorSTS test "

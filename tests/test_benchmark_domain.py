@@ -54,4 +54,5 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     data = json.loads((tmp_path / "results" / "domain_adaptation.json").read_text())["data"]
     run = data["runs"]["toy"]["ict_general_distill"]["42"]
     assert run["steps"] == 2 and run["settings"]["sentence_share"] == 0.5 and "train_file" not in run["settings"]
+    assert run["general"] == {"file": f"{tmp_path.name}/wiki.txt", "sentences": 40}
     assert "Wikipedia dropout pairs" in "\n".join(domain.render_section(data))

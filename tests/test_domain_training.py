@@ -105,27 +105,33 @@ def test_heldout_documents_never_become_training_pairs(tmp_path):
 
 def test_general_sentences_mix_into_the_document_pairs_held_out_ones_left_out(tmp_path):
     """train_file beside documents_file: sentence_share of the examples are its sentences as dropout pairs, the rest
-    document pairs; a train_file sentence of a held-out document is left out, and counted."""
+    document pairs; a train_file sentence of a held-out document (spaced differently) is left out, and counted."""
     from kosimcse.training.run import build_train_dataset
 
     corpus = docs(title=True)
     write_documents(tmp_path / "documents.jsonl", corpus[:10])
     write_documents(tmp_path / "heldout.jsonl", corpus[10:])
     leaked = corpus[10].sentences[2]
-    (tmp_path / "wiki.txt").write_text("\n".join([*SENTENCES, leaked, ""]) + "\n", encoding="utf-8")
-    values = dict(documents_file=str(tmp_path / "documents.jsonl"), train_file=str(tmp_path / "wiki.txt"),
-                  ict_ratio=1.0)
+    wiki = tmp_path / "wiki.txt"
+    wiki.write_text("\n".join([*SENTENCES, " " + leaked.replace(" ", "  "), ""]) + "\n", encoding="utf-8")
+    values = dict(documents_file=str(tmp_path / "documents.jsonl"), train_file=str(wiki), ict_ratio=1.0)
     with pytest.warns(UserWarning, match="1 sentences of held-out documents left out"):
         data = build_train_dataset(*_args(tmp_path, **values, sentence_share=0.25, max_train_sentences=20)[1:])
     rows = [data[i] for i in range(len(data))]
     general = [r for r in rows if r["anchor"] in SENTENCES]
     assert len(rows) == 20 and len(general) == 5 and all(r["positive"] == r["anchor"] for r in general)
     assert all(r["anchor"].startswith(("문서", "제목")) for r in rows if r not in general)
-    assert not [r for r in rows if leaked in r.values()]
 
-    with pytest.warns(UserWarning):  # no limit: every document pair, and sentences in proportion (all 8 at most)
-        data = build_train_dataset(*_args(tmp_path, **values, sentence_share=0.1)[1:])
-    assert len(data) == 10 * 7 + 8
+    # no limit: every document pair (70) and the share in proportion, here more than the file has: all its kept
+    # sentences, and the share missed is said
+    with pytest.warns(UserWarning, match="sentence_share 0.5 not reached: 8 sentences"):
+        data = build_train_dataset(*_args(tmp_path, **values, sentence_share=0.5)[1:])
+    assert len(data.datasets[0]) == 10 * 7
+    assert sorted(data.datasets[1][i]["anchor"] for i in range(len(data.datasets[1]))) == sorted(SENTENCES)
+
+    wiki.write_text(leaked + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning), pytest.raises(KoSimCSEError, match="no sentence left to mix in"):
+        build_train_dataset(*_args(tmp_path, **values)[1:])
 
 
 def test_the_documents_scored_during_training_never_train(tmp_path):

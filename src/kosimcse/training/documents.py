@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from kosimcse.data.documents import CHARS_PER_TOKEN, context_window, iter_documents
+from kosimcse.data.korean import normalize
 from kosimcse.errors import KoSimCSEError
 
 POSITIVES = ("rest", "crop")
@@ -72,22 +73,24 @@ class SentencePairs(torch.utils.data.Dataset):
 def mix_sentences(dargs, sentences, seed: int = 42) -> torch.utils.data.ConcatDataset:
     """``documents_file``'s pairs and ``train_file``'s ``sentences`` (shuffled with ``seed``), the sentences being
     ``sentence_share`` of the examples (of ``max_train_sentences`` when set); the trainer's sampler mixes them. A
-    sentence of a held-out document is left out of the sentences too, and counted."""
+    sentence of a held-out document is left out of the sentences too, and counted; a share the data cannot give is
+    said."""
     share, limit, held = dargs.sentence_share, dargs.max_train_sentences, heldout_documents(dargs)
-    texts = {t for doc in held for t in (doc.title, *doc.sentences) if t}
-    kept = sentences.filter(lambda row: row["text"] not in texts) if texts else sentences
+    texts = {normalize(t) for doc in held for t in (doc.title, *doc.sentences) if t}
+    kept = sentences.filter(lambda row: normalize(row["text"]) not in texts) if texts else sentences
     if len(kept) < len(sentences):
         warnings.warn(f"{dargs.train_file}: {len(sentences) - len(kept):,} sentences of held-out documents left out "
                       "of training", stacklevel=2)
-    if limit is None:
-        pairs = document_dataset(dargs, seed, held=held)
-        wanted = round(len(pairs) * share / (1.0 - share))
-    else:
-        wanted = min(round(limit * share), limit - 1)
-    kept = kept.shuffle(seed=seed).select(range(min(wanted, len(kept))))
-    if limit is not None:  # the documents fill what the sentences leave of the limit
-        pairs = document_dataset(dargs, seed, limit=limit - len(kept), held=held)
-    return torch.utils.data.ConcatDataset([pairs, SentencePairs(kept)])
+    if not len(kept):
+        raise KoSimCSEError(f"{dargs.train_file}: no sentence left to mix in (all are held-out documents' text)")
+    # The documents first (all of them, or what the share leaves of the limit), then the sentences in proportion.
+    wanted = None if limit is None else min(max(1, round(limit * share)), limit - 1)
+    pairs = document_dataset(dargs, seed, held=held, limit=None if limit is None else limit - min(wanted, len(kept)))
+    n = min(len(kept), max(1, round(len(pairs) * share / (1.0 - share))))
+    if abs(n / (n + len(pairs)) - share) > 0.01:
+        warnings.warn(f"sentence_share {share:g} not reached: {n:,} sentences of {dargs.train_file} beside "
+                      f"{len(pairs):,} document pairs ({n / (n + len(pairs)):.2f})", stacklevel=2)
+    return torch.utils.data.ConcatDataset([pairs, SentencePairs(kept.shuffle(seed=seed).select(range(n)))])
 
 
 def heldout_documents(dargs) -> list:
