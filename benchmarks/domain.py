@@ -222,14 +222,18 @@ def _variants(by_setting: dict):
     for setting, by_seed in by_setting.items():
         if not by_seed:
             continue
-        yield LABELS.get(setting, setting), list(by_seed), list(by_seed.values())
+        label = LABELS.get(setting, setting)
+        general = next((r["general"] for r in by_seed.values() if r.get("general")), None)
+        if general:  # which general text was mixed in
+            label += f" (`{general['file']}`, {general['sentences']:,} sentences)"
+        yield label, list(by_seed), list(by_seed.values())
         weights = sorted({w for r in by_seed.values() for w in r.get("merged", {})}, key=float)
         for w in weights:
             seeds = [s for s, r in by_seed.items() if w in r.get("merged", {})]
             runs = [dict(by_seed[s], domain=m["domain"], domain_ict=m.get("domain_ict"),
                          results={t: m[t] for t in TASKS if t in m}) for s in seeds
                     for m in [by_seed[s]["merged"][w]]]
-            yield f"{LABELS.get(setting, setting)}; export moved {w} of the way back to the start", seeds, runs
+            yield f"{label}; export moved {w} of the way back to the start", seeds, runs
 
 
 def render_section(d: dict) -> list[str]:

@@ -55,4 +55,4 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     run = data["runs"]["toy"]["ict_general_distill"]["42"]
     assert run["steps"] == 2 and run["settings"]["sentence_share"] == 0.5 and "train_file" not in run["settings"]
     assert run["general"] == {"file": f"{tmp_path.name}/wiki.txt", "sentences": 40}
-    assert "Wikipedia dropout pairs" in "\n".join(domain.render_section(data))
+    assert f"Wikipedia dropout pairs (50%) + distillation (`{tmp_path.name}/wiki.txt`, 40 sentences)" in "\n".join(domain.render_section(data))
