@@ -55,4 +55,18 @@ def test_domain_benchmark_runs_accumulates_and_renders(tmp_path):
     run = data["runs"]["toy"]["ict_general_distill"]["42"]
     assert run["steps"] == 2 and run["settings"]["sentence_share"] == 0.5 and "train_file" not in run["settings"]
     assert run["general"] == {"file": f"{tmp_path.name}/wiki.txt", "sentences": 40}
-    assert f"Wikipedia dropout pairs (50%) + distillation (`{tmp_path.name}/wiki.txt`, 40 sentences)" in "\n".join(domain.render_section(data))
+    label = f"Wikipedia dropout pairs (50%) + distillation (`{tmp_path.name}/wiki.txt`, 40 sentences)"
+    assert label in "\n".join(domain.render_section(data))
+
+    # a run whose start was kept: its export is the start, so its last checkpoint is scored instead (a row that
+    # never counts towards the target), and no merge is made
+    path = tmp_path / "results" / "domain_adaptation.json"
+    doc = json.loads(path.read_text())
+    doc["data"]["runs"]["toy"]["dropout"]["42"]["kept_initial_model"] = True
+    path.write_text(json.dumps(doc))
+    domain.main([*common, "--settings", "dropout", "--start-weights", "0.5"])
+    run = json.loads(path.read_text())["data"]["runs"]["toy"]["dropout"]["42"]
+    assert run["last_checkpoint"]["step"] == 2 and "merged" not in run
+    assert 0 <= run["last_checkpoint"]["domain"]["mrr@10"] <= 100 and "korsts-test" in run["last_checkpoint"]
+    assert "dropout only (classic unsup); its checkpoint-2, outside the KorSTS-dev tolerance" in "\n".join(
+        domain.render_section(json.loads(path.read_text())["data"]))
