@@ -90,10 +90,8 @@ def last_checkpoint_scores(run_dir: Path, run: dict, model: str, heldout: Path, 
     kept, what it trained to outside the KorSTS-dev tolerance (its export is the start, which says nothing)."""
     import tempfile
 
-    from safetensors.torch import load_file
-
     from kosimcse.training.args import load_recipe
-    from kosimcse.training.checkpoints import checkpoints_newest_first
+    from kosimcse.training.checkpoints import checkpoints_newest_first, load_checkpoint_weights
     from kosimcse.training.run import build_model
 
     ckpts = checkpoints_newest_first(run_dir)
@@ -103,9 +101,7 @@ def last_checkpoint_scores(run_dir: Path, run: dict, model: str, heldout: Path, 
         # the results hold no path of this machine: the model comes from the command line
         margs = load_recipe(None, dict(run["settings"], model_name_or_path=model, output_dir=tmp))[0]
         model, tokenizer, _ = build_model(margs)
-        missing, unexpected = model.load_state_dict(load_file(ckpts[0] / "model.safetensors"), strict=False)
-        if set(missing) - set(model._keys_to_ignore_on_save) or unexpected:
-            raise SystemExit(f"{ckpts[0]} does not fit the model of its run's settings")
+        load_checkpoint_weights(model, ckpts[0])
         model.save_pretrained(Path(tmp) / "export", tokenizer=tokenizer)
         out = scores(Path(tmp) / "export", heldout, passage_max_length, sts=True)
     return dict(out, step=int(ckpts[0].name.rsplit("-", 1)[1]))

@@ -67,18 +67,15 @@ def evaluate_model(margs, checkpoint, precision: str, progress: bool, data_dir=N
     """All 8 metrics on every quickstart task and alignment/uniformity on KorSTS dev (positives: gold >= 4, as SimCSE
     reads them on STS-B dev) of the model as training builds it, with a Trainer checkpoint's weights when given."""
     import numpy as np
-    from safetensors.torch import load_file
 
     from kosimcse.evaluation.geometry import sts_geometry
     from kosimcse.evaluation.sts import StsEvaluator
+    from kosimcse.training.checkpoints import load_checkpoint_weights
     from kosimcse.training.run import build_model
 
     model, tokenizer, _ = build_model(margs)
     if checkpoint is not None:
-        missing, unexpected = model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"), strict=False)
-        if set(missing) - set(model._keys_to_ignore_on_save) or unexpected:
-            raise KoSimCSEError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:3]}, "
-                                f"unexpected {sorted(unexpected)[:3]}")
+        load_checkpoint_weights(model, checkpoint)
     evaluators = {task: StsEvaluator.from_task(task, data_dir) for task in DEFAULT_EVAL_SETS}
     # Each distinct sentence of the three sets embedded once (KorSTS dev and test share some).
     sentences = list(dict.fromkeys(s for ev in evaluators.values() for s in ev.sentences))

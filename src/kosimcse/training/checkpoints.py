@@ -95,6 +95,17 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
+def load_checkpoint_weights(model, checkpoint: str | os.PathLike) -> None:
+    """A Trainer checkpoint's weights into ``model`` as training built it (what the model leaves out on save, the
+    frozen teacher, may be missing)."""
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"), strict=False)
+    if set(missing) - set(model._keys_to_ignore_on_save) or unexpected:
+        raise KoSimCSEError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:3]}, "
+                            f"unexpected {sorted(unexpected)[:3]}")
+
+
 def checkpoints_newest_first(run_dir: str | os.PathLike) -> list[Path]:
     return [Path(p) for p in reversed(sort_checkpoints(str(run_dir)))]
 
