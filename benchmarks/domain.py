@@ -35,12 +35,15 @@ SETTINGS = {
     # of ict_distill, its dropout half general text instead of the domain's
     "ict_general_distill": dict(ict_ratio=1.0, sentence_share=0.5, distill_weight=1.0),
     "ict_distill_w3": dict(ict_ratio=0.5, distill_weight=3.0),  # the regulariser three times as strong
+    # titles a quarter of the anchors (2-5% otherwise): more title -> body pairs, the form the domain score queries
+    "ict_distill_w3_titles": dict(ict_ratio=0.5, distill_weight=3.0, title_share=0.25),
 }
 LABELS = {"ict_distill": "ICT (50%) + dropout + distillation", "ict": "ICT (50%) + dropout",
           "dropout": "dropout only (classic unsup)", "distill_dropout": "dropout + distillation",
           "ict_only_distill": "ICT only + distillation", "crop_distill": "crops (50%) + dropout + distillation",
           "ict_general_distill": "ICT on the domain (50%) + Wikipedia dropout pairs (50%) + distillation",
-          "ict_distill_w3": "ICT (50%) + dropout + distillation × 3"}
+          "ict_distill_w3": "ICT (50%) + dropout + distillation × 3",
+          "ict_distill_w3_titles": "ICT (50%) + dropout + distillation × 3, titles 25% of the anchors"}
 E5 = dict(model_name_or_path=E5_PATH, pooler="avg", prefix="query: ", mlp_only_train=False, freeze_embeddings=True,
           temperature=0.05, precision="auto", report_to=[], disable_tqdm=True, eval_on_start=True,
           report_tasks=list(TASKS), selection_tolerance=0.5, logging_steps=25)

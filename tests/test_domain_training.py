@@ -73,6 +73,29 @@ def test_ict_ratio_mixes_in_dropout_positives_reproducibly():
     assert [other[i] for i in range(len(other))] != [half[i] for i in range(len(half))]
 
 
+def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_its_own_positive(tmp_path):
+    plain = DocumentPairs(docs(title=True), ict_ratio=0.5, seed=5)
+    weighed = DocumentPairs(docs(title=True), ict_ratio=0.5, seed=5, title_share=0.5)
+    titles = [weighed[i] for i in range(len(weighed)) if weighed[i]["anchor"].startswith("제목")]
+    assert sum(plain[i]["anchor"].startswith("제목") for i in range(len(plain))) == 12  # 12 of 84: once each
+    assert len(weighed) == 12 * 6 * 2 and len(titles) == 72  # 6 sentences a document: each title 6 times, half
+    assert {t["anchor"]: sum(u["anchor"] == t["anchor"] for u in titles) for t in titles} == {
+        f"제목 {i}": 6 for i in range(12)}
+    assert {t["positive"] == t["anchor"] for t in titles} == {True, False}  # repeats draw ICT and dropout apart
+    sentences = [weighed[i] for i in range(len(weighed)) if not weighed[i]["anchor"].startswith("제목")]
+    assert sorted(e["anchor"] for e in sentences) == sorted(s for d in docs() for s in d.sentences)
+    with pytest.raises(KoSimCSEError, match="no document has a title"):
+        DocumentPairs(docs(), title_share=0.25)
+    with pytest.raises(KoSimCSEError, match=r"title_share must be in \(0, 1\)"):
+        DocumentPairs(docs(title=True), title_share=1.0)
+    from kosimcse.training.documents import document_dataset
+
+    write_documents(tmp_path / "documents.jsonl", docs())
+    _, dargs, _ = _args(tmp_path, documents_file=str(tmp_path / "documents.jsonl"), title_share=0.25)
+    with pytest.raises(KoSimCSEError, match=r"documents\.jsonl: title_share 0.25: no document has a title"):
+        document_dataset(dargs)
+
+
 def test_single_sentence_documents_get_dropout_positives_and_limit_subsamples():
     single = DocumentPairs([Document(str(i), None, [s]) for i, s in enumerate(SENTENCES)], ict_ratio=1.0)
     assert [single[i]["positive"] for i in range(len(single))] == SENTENCES
@@ -161,6 +184,8 @@ def test_document_options_are_checked(tmp_path):
 
     with pytest.raises(KoSimCSEError, match="ict_ratio take effect only with documents_file"):
         validate_settings(*_args(tmp_path, ict_ratio=0.3))
+    with pytest.raises(KoSimCSEError, match="title_share take effect only with documents_file"):
+        validate_settings(*_args(tmp_path, title_share=0.2))
     with pytest.raises(KoSimCSEError, match="sentence_share 0.3 mixes train_file sentences"):
         validate_settings(*_args(tmp_path, documents_file="d.jsonl", sentence_share=0.3))
     with pytest.raises(KoSimCSEError, match="sentence_share must be between 0 and 1"):

@@ -22,9 +22,11 @@ class DocumentPairs(torch.utils.data.Dataset):
     seed and its index, so DDP ranks, GradCache's replays and resumed runs see the same pairs."""
 
     def __init__(self, docs, ict_ratio: float = 0.5, positive: str = "rest", seed: int = 42, limit: int | None = None,
-                 passage_max_length: int = 128):
+                 passage_max_length: int = 128, title_share: float | None = None):
         if not 0.0 <= ict_ratio <= 1.0:
             raise KoSimCSEError(f"ict_ratio must be in [0, 1], not {ict_ratio}")
+        if title_share is not None and not 0.0 < title_share < 1.0:
+            raise KoSimCSEError(f"title_share must be in (0, 1), not {title_share}")
         if positive not in POSITIVES:
             raise KoSimCSEError(f"document_positive must be one of {', '.join(POSITIVES)}, not {positive!r}")
         self.docs, self.ict_ratio, self.positive, self.seed = list(docs), ict_ratio, positive, seed
@@ -32,6 +34,8 @@ class DocumentPairs(torch.utils.data.Dataset):
         # One anchor per sentence and title: (document, unit), unit -1 being the title.
         anchors = [(d, u) for d, doc in enumerate(self.docs) for u in range(-1 if doc.title else 0, len(doc.sentences))]
         self.anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 2)
+        if title_share is not None:
+            self.anchors = _weigh_titles(self.anchors, title_share)
         if limit is not None and limit < len(self.anchors):
             pick = np.random.default_rng(seed).permutation(len(self.anchors))[:limit]
             self.anchors = self.anchors[np.sort(pick)]
@@ -53,6 +57,19 @@ class DocumentPairs(torch.utils.data.Dataset):
         size = rng.randint(max(1, n // 10), max(1, n // 2))
         start = rng.randint(0, n - size)
         return {"anchor": anchor, "positive": " ".join(others[start:start + size])[: self.max_chars]}
+
+
+def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
+    """Each title anchor repeated so that titles are about ``share`` of the anchors: a title is one anchor among a
+    document's many sentences (2-5% on kowiki and petitions), though title -> body is how people search. Repeats
+    rather than a weighted sampler, so that every draw still depends on the seed and the index alone (DDP, GradCache,
+    resume); each repeat draws its own positive."""
+    is_title = anchors[:, 1] < 0
+    titles, sentences = int(is_title.sum()), int((~is_title).sum())
+    if not titles:
+        raise KoSimCSEError(f"title_share {share:g}: no document has a title")
+    repeats = max(1, round(share * sentences / ((1.0 - share) * titles)))
+    return np.repeat(anchors, np.where(is_title, repeats, 1), axis=0)
 
 
 class SentencePairs(torch.utils.data.Dataset):
@@ -109,8 +126,12 @@ def document_dataset(dargs, seed: int = 42, limit: int | None = None, held: list
         raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
     held = {doc.id for doc in (heldout_documents(dargs) if held is None else held)}
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
-    pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
-                          dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length)
+    try:
+        pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
+                              dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length,
+                              dargs.title_share)
+    except KoSimCSEError as e:
+        raise KoSimCSEError(f"{path}: {e}") from None
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
     return pairs

@@ -47,7 +47,8 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
     A setting counts as set when it differs from its default, so a recipe may spell out a default."""
     loss = resolve_loss(margs, dargs.objective)
     changed = lambda args, name: getattr(args, name) != type(args).__dataclass_fields__[name].default  # noqa: E731
-    document_options = [n for n in ("ict_ratio", "document_positive", "passage_max_length") if changed(dargs, n)]
+    document_options = [n for n in ("ict_ratio", "title_share", "document_positive", "passage_max_length")
+                        if changed(dargs, n)]
     reads, kind = LOSSES[loss].options, OBJECTIVES[dargs.objective]
     problems = [f"{name} {getattr(margs, name)} has no effect with loss {loss} (read only by loss "
                 f"{'/'.join(n for n, c in LOSSES.items() if name in c.options)}); remove {name}"
