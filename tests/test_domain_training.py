@@ -73,7 +73,7 @@ def test_ict_ratio_mixes_in_dropout_positives_reproducibly():
     assert [other[i] for i in range(len(other))] != [half[i] for i in range(len(half))]
 
 
-def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_its_own_positive(tmp_path):
+def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_ict_or_dropout_anew(tmp_path):
     plain = DocumentPairs(docs(title=True), ict_ratio=0.5, seed=5)
     weighed = DocumentPairs(docs(title=True), ict_ratio=0.5, seed=5, title_share=0.5)
     titles = [weighed[i] for i in range(len(weighed)) if weighed[i]["anchor"].startswith("제목")]
@@ -88,6 +88,9 @@ def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_its_own_p
         DocumentPairs(docs(), title_share=0.25)
     with pytest.raises(KoSimCSEError, match=r"title_share must be in \(0, 1\)"):
         DocumentPairs(docs(title=True), title_share=1.0)
+    with pytest.warns(UserWarning, match=r"title_share 0.05 not reached: titles are 0.14 of the anchors"):
+        DocumentPairs(docs(title=True), title_share=0.05)  # one title to six sentences already
+    assert len(DocumentPairs([], title_share=0.25)) == 0  # no documents: document_dataset says so, not this
     from kosimcse.training.documents import document_dataset
 
     write_documents(tmp_path / "documents.jsonl", docs())
@@ -194,6 +197,10 @@ def test_document_options_are_checked(tmp_path):
         validate_settings(*_args(tmp_path, documents_file="d.jsonl", objective="sup"))
     with pytest.raises(KoSimCSEError, match="ict_ratio must be in"):
         DocumentPairs(docs(), ict_ratio=1.5)
+    with pytest.raises(KoSimCSEError, match="ict_ratio must be between 0 and 1, not 1.5"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", ict_ratio=1.5))
+    with pytest.raises(KoSimCSEError, match=r"title_share must be between 0 and 1 \(exclusive\), not 25"):
+        validate_settings(*_args(tmp_path, documents_file="d.jsonl", title_share=25))
 
 
 @pytest.fixture(scope="module")

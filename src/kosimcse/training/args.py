@@ -54,8 +54,9 @@ class DataArguments:
     ict_ratio: float = field(default=0.5, metadata={"help": "documents_file: share of positives taken from the "
                                                             "anchor's document; the rest are dropout positives."})
     title_share: float | None = field(default=None, metadata={"help": (
-        "documents_file: share of the anchors that are titles (each title repeated to reach it); default: a title "
-        "is one anchor, as each sentence is.")})
+        "documents_file: share of the document anchors that are titles (each title repeated to reach it); with "
+        "sentence_share, titles are title_share x (1 - sentence_share) of all examples. Default: a title is one "
+        "anchor, as each sentence is.")})
     document_positive: str = field(default="rest", metadata={"help": "documents_file: rest (ICT: the document "
                                                                      "without the anchor) or crop (a random span)."})
     passage_max_length: int = field(default=128, metadata={"help": "documents_file: truncation of the document "

@@ -63,12 +63,18 @@ def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
     """Each title anchor repeated so that titles are about ``share`` of the anchors: a title is one anchor among a
     document's many sentences (2-5% on kowiki and petitions), though title -> body is how people search. Repeats
     rather than a weighted sampler, so that every draw still depends on the seed and the index alone (DDP, GradCache,
-    resume); each repeat draws its own positive."""
+    resume); each repeat draws ICT or dropout (and its own crop) anew."""
     is_title = anchors[:, 1] < 0
     titles, sentences = int(is_title.sum()), int((~is_title).sum())
     if not titles:
+        if not sentences:
+            return anchors  # no documents at all: the caller says so
         raise KoSimCSEError(f"title_share {share:g}: no document has a title")
     repeats = max(1, round(share * sentences / ((1.0 - share) * titles)))
+    reached = repeats * titles / (repeats * titles + sentences)
+    if abs(reached - share) > 0.01:
+        warnings.warn(f"title_share {share:g} not reached: titles are {reached:.2f} of the anchors "
+                      f"({titles:,} titles, {sentences:,} sentences)", stacklevel=3)
     return np.repeat(anchors, np.where(is_title, repeats, 1), axis=0)
 
 
@@ -130,7 +136,7 @@ def document_dataset(dargs, seed: int = 42, limit: int | None = None, held: list
         pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
                               dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length,
                               dargs.title_share)
-    except KoSimCSEError as e:
+    except KoSimCSEError as e:  # settings are checked before (validate_settings): this is the data's fault
         raise KoSimCSEError(f"{path}: {e}") from None
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")

@@ -100,6 +100,11 @@ def validate_settings(margs: ModelArguments, dargs: DataArguments, targs: SimCSE
          "remove sentence_share"),
         (dargs.documents_file and dargs.train_file and not 0.0 < dargs.sentence_share < 1.0,
          f"sentence_share must be between 0 and 1 (exclusive), not {dargs.sentence_share}"),
+        # Before the encoder loads (and before earlier stages train), not when the dataset is built.
+        (dargs.documents_file and not 0.0 <= dargs.ict_ratio <= 1.0,
+         f"ict_ratio must be between 0 and 1, not {dargs.ict_ratio}"),
+        (dargs.documents_file and dargs.title_share is not None and not 0.0 < dargs.title_share < 1.0,
+         f"title_share must be between 0 and 1 (exclusive), not {dargs.title_share}"),
     ]
     problems += [why for refused, why in checks if refused and why]
     if problems:
