@@ -84,8 +84,10 @@ def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_ict_or_dr
     assert {t["positive"] == t["anchor"] for t in titles} == {True, False}  # repeats draw ICT and dropout apart
     sentences = [weighed[i] for i in range(len(weighed)) if not weighed[i]["anchor"].startswith("제목")]
     assert sorted(e["anchor"] for e in sentences) == sorted(s for d in docs() for s in d.sentences)
-    with pytest.raises(KoSimCSEError, match="no document has a title"):
-        DocumentPairs(docs(), title_share=0.25)
+    with pytest.warns(UserWarning, match="title_share 0.25 ignored: no document has a title"):
+        untitled = DocumentPairs(docs(), ict_ratio=0.5, seed=5, title_share=0.25)  # the recipe on reviews, chat
+    unweighed = DocumentPairs(docs(), ict_ratio=0.5, seed=5)
+    assert [untitled[i] for i in range(len(untitled))] == [unweighed[i] for i in range(len(unweighed))]
     with pytest.raises(KoSimCSEError, match=r"title_share must be in \(0, 1\)"):
         DocumentPairs(docs(title=True), title_share=1.0)
     with pytest.warns(UserWarning, match=r"title_share 0.05 not reached: titles are 0.14 of the anchors"):
@@ -95,8 +97,8 @@ def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_ict_or_dr
 
     write_documents(tmp_path / "documents.jsonl", docs())
     _, dargs, _ = _args(tmp_path, documents_file=str(tmp_path / "documents.jsonl"), title_share=0.25)
-    with pytest.raises(KoSimCSEError, match=r"documents\.jsonl: title_share 0.25: no document has a title"):
-        document_dataset(dargs)
+    with pytest.warns(UserWarning, match="title_share 0.25 ignored"):
+        assert len(document_dataset(dargs)) == sum(len(d.sentences) for d in docs())
 
 
 def test_single_sentence_documents_get_dropout_positives_and_limit_subsamples():

@@ -67,9 +67,10 @@ def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
     is_title = anchors[:, 1] < 0
     titles, sentences = int(is_title.sum()), int((~is_title).sum())
     if not titles:
-        if not sentences:
-            return anchors  # no documents at all: the caller says so
-        raise KoSimCSEError(f"title_share {share:g}: no document has a title")
+        # A recipe's title_share must not stop a corpus without titles (reviews, chat): it trains on sentences.
+        if sentences:
+            warnings.warn(f"title_share {share:g} ignored: no document has a title", stacklevel=3)
+        return anchors  # no documents at all: the caller says so
     repeats = max(1, round(share * sentences / ((1.0 - share) * titles)))
     reached = repeats * titles / (repeats * titles + sentences)
     if abs(reached - share) > 0.01:
@@ -132,12 +133,9 @@ def document_dataset(dargs, seed: int = 42, limit: int | None = None, held: list
         raise KoSimCSEError(f"documents_file not found: {path} (write it with `kosimcse prepare`)")
     held = {doc.id for doc in (heldout_documents(dargs) if held is None else held)}
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
-    try:
-        pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
-                              dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length,
-                              dargs.title_share)
-    except KoSimCSEError as e:  # settings are checked before (validate_settings): this is the data's fault
-        raise KoSimCSEError(f"{path}: {e}") from None
+    pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
+                          dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length,
+                          dargs.title_share)
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
     return pairs
