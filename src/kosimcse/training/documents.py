@@ -68,9 +68,10 @@ def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
     titles, sentences = int(is_title.sum()), int((~is_title).sum())
     if not titles:
         # A recipe's title_share must not stop a corpus without titles (reviews, chat): it trains on sentences.
+        # No anchors at all is no documents: the caller says so.
         if sentences:
             warnings.warn(f"title_share {share:g} ignored: no document has a title", stacklevel=3)
-        return anchors  # no documents at all: the caller says so
+        return anchors
     repeats = max(1, round(share * sentences / ((1.0 - share) * titles)))
     reached = repeats * titles / (repeats * titles + sentences)
     if abs(reached - share) > 0.01:
