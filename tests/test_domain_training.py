@@ -97,7 +97,7 @@ def test_title_share_repeats_titles_to_their_share_each_repeat_drawing_ict_or_dr
 
     write_documents(tmp_path / "documents.jsonl", docs())
     _, dargs, _ = _args(tmp_path, documents_file=str(tmp_path / "documents.jsonl"), title_share=0.25)
-    with pytest.warns(UserWarning, match="title_share 0.25 ignored"):
+    with pytest.warns(UserWarning, match=r"documents\.jsonl: title_share 0.25 ignored"):
         assert len(document_dataset(dargs)) == sum(len(d.sentences) for d in docs())
 
 

@@ -22,7 +22,7 @@ class DocumentPairs(torch.utils.data.Dataset):
     seed and its index, so DDP ranks, GradCache's replays and resumed runs see the same pairs."""
 
     def __init__(self, docs, ict_ratio: float = 0.5, positive: str = "rest", seed: int = 42, limit: int | None = None,
-                 passage_max_length: int = 128, title_share: float | None = None):
+                 passage_max_length: int = 128, title_share: float | None = None, source: str | None = None):
         if not 0.0 <= ict_ratio <= 1.0:
             raise KoSimCSEError(f"ict_ratio must be in [0, 1], not {ict_ratio}")
         if title_share is not None and not 0.0 < title_share < 1.0:
@@ -35,7 +35,7 @@ class DocumentPairs(torch.utils.data.Dataset):
         anchors = [(d, u) for d, doc in enumerate(self.docs) for u in range(-1 if doc.title else 0, len(doc.sentences))]
         self.anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 2)
         if title_share is not None:
-            self.anchors = _weigh_titles(self.anchors, title_share)
+            self.anchors = _weigh_titles(self.anchors, title_share, f"{source}: " if source else "")
         if limit is not None and limit < len(self.anchors):
             pick = np.random.default_rng(seed).permutation(len(self.anchors))[:limit]
             self.anchors = self.anchors[np.sort(pick)]
@@ -59,7 +59,7 @@ class DocumentPairs(torch.utils.data.Dataset):
         return {"anchor": anchor, "positive": " ".join(others[start:start + size])[: self.max_chars]}
 
 
-def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
+def _weigh_titles(anchors: np.ndarray, share: float, where: str = "") -> np.ndarray:
     """Each title anchor repeated so that titles are about ``share`` of the anchors: a title is one anchor among a
     document's many sentences (2-5% on kowiki and petitions), though title -> body is how people search. Repeats
     rather than a weighted sampler, so that every draw still depends on the seed and the index alone (DDP, GradCache,
@@ -70,12 +70,12 @@ def _weigh_titles(anchors: np.ndarray, share: float) -> np.ndarray:
         # A recipe's title_share must not stop a corpus without titles (reviews, chat): it trains on sentences.
         # No anchors at all is no documents: the caller says so.
         if sentences:
-            warnings.warn(f"title_share {share:g} ignored: no document has a title", stacklevel=3)
+            warnings.warn(f"{where}title_share {share:g} ignored: no document has a title", stacklevel=3)
         return anchors
     repeats = max(1, round(share * sentences / ((1.0 - share) * titles)))
     reached = repeats * titles / (repeats * titles + sentences)
     if abs(reached - share) > 0.01:
-        warnings.warn(f"title_share {share:g} not reached: titles are {reached:.2f} of the anchors "
+        warnings.warn(f"{where}title_share {share:g} not reached: titles are {reached:.2f} of the anchors "
                       f"({titles:,} titles, {sentences:,} sentences)", stacklevel=3)
     return np.repeat(anchors, np.where(is_title, repeats, 1), axis=0)
 
@@ -136,7 +136,7 @@ def document_dataset(dargs, seed: int = 42, limit: int | None = None, held: list
     docs = [doc for doc in iter_documents(path) if doc.id not in held]
     pairs = DocumentPairs(docs, dargs.ict_ratio, dargs.document_positive, seed,
                           dargs.max_train_sentences if limit is None else limit, dargs.passage_max_length,
-                          dargs.title_share)
+                          dargs.title_share, source=str(path))
     if not len(pairs):
         raise KoSimCSEError(f"{path}: no training documents (after leaving out {len(held)} held-out ones)")
     return pairs
