@@ -214,3 +214,30 @@ def test_report_domain_heldout_shows_domain_score_before_and_after(run_dir, data
     assert single.exit_code == 0, single.output
     page = (tmp_path / "s.html").read_text(encoding="utf-8")
     assert 'id="domain"' not in page and "no domain score" in page
+
+
+def test_report_defaults_to_the_runs_own_heldout_file(run_dir, data_dir, tmp_path):
+    """A run trained with eval_domain records its held-out file; the report scores it without --domain."""
+    import shutil
+
+    from kosimcse.data.documents import Document, write_documents
+
+    texts = korean_sample_texts(200)[:60]
+    heldout = tmp_path / "heldout.jsonl"
+    write_documents(heldout, [Document(str(i), f"제목 {i}", texts[3 * i:3 * i + 3]) for i in range(20)])
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "corpus")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    (run / "summary.json").write_text(json.dumps({**summary, "domain": {"file": str(heldout)}}), encoding="utf-8")
+    options = dict(before_model="base", data_dir=data_dir, sample=20, align_sample=4, queries=0, dtype="fp32",
+                   device="cpu")
+    data = build_report(run, **options).data
+    assert data["domain_source"] == str(heldout) and set(data["domain_retrieval"]) == {"before", "after"}
+    assert data["domain_retrieval"]["after"]["queries"] == 20
+
+    # a relative path recorded by a run started elsewhere: said, not silently dropped
+    (run / "summary.json").write_text(json.dumps({**summary, "domain": {"file": "elsewhere/heldout.jsonl"}}),
+                                      encoding="utf-8")
+    report = build_report(run, **options)
+    assert "domain_retrieval" not in report.data and any("elsewhere/heldout.jsonl" in n for n in report.notes)

@@ -25,8 +25,9 @@ Examples:
               help="Model to compare with (folder or e5-small-airgap); 'base' = the run's starting model. "
                    "It is embedded with the trained model's pooling and prefix.")
 @click.option("--domain", "domain_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Text file (one sentence a line) for domain geometry and neighbours. "
-                   "Default: RUN_DIR/corpus/sentences.txt.")
+              help="Text file (one sentence a line) for domain geometry and neighbours, or a heldout.jsonl of "
+                   "`kosimcse prepare --heldout` for the domain score (MRR@10, R@1, R@10) as well. Default: the run's "
+                   "eval_domain file, else RUN_DIR/corpus/sentences.txt.")
 @click.option("--sample", default=DEFAULT_SAMPLE, show_default=True, type=click.IntRange(2, MAX_SAMPLE),
               help="Domain sentences sampled for uniformity and neighbours (embedded once per model).")
 @click.option("--align-sample", default=DEFAULT_ALIGN_SAMPLE, show_default=True, type=click.IntRange(1),

@@ -86,6 +86,20 @@ def _documents(path: Path):
     return load_documents(path)
 
 
+def _default_domain(run_dir: Path, summary: dict, notes: list[str]) -> Path | None:
+    """The run's own ``eval_domain`` held-out file (so the report shows the domain score the run was selected on),
+    else the corpus it trained on."""
+    recorded = (summary.get("domain") or {}).get("file")
+    if recorded:
+        if Path(recorded).is_file():
+            return Path(recorded)
+        # the path is as the run was given it, relative to the folder training ran from
+        notes.append(f"summary.json names the held-out file {recorded}, not found from here: pass --domain for the "
+                     "domain score")
+    sentences = run_dir / "corpus" / "sentences.txt"
+    return sentences if sentences.is_file() else None
+
+
 def _pick(texts: list[str], n: int, seed: int) -> list[str]:
     """``n`` of ``texts`` drawn without replacement, in their order."""
     return [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(n, len(texts)), replace=False))]
@@ -105,8 +119,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
                  random_pairs: int = 2000, batch_size: int = 64, device: str | None = None, dtype: str = "auto",
                  data_dir=None, seed: int = 0, progress=None) -> Report:
     """Read a run folder and measure its exported model (and ``before_model``; ``"base"``: the run's start) on the
-    ``task`` STS set and ``sample`` lines of ``domain_texts`` (default ``RUN/corpus/sentences.txt``), ``align_sample``
-    of them embedded twice more with dropout on, for alignment."""
+    ``task`` STS set and ``sample`` lines of ``domain_texts`` (default: the run's ``eval_domain`` file, else
+    ``RUN/corpus/sentences.txt``), ``align_sample`` of them embedded twice more with dropout on, for alignment."""
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -157,8 +171,8 @@ def build_report(run_dir, before_model=None, domain_texts=None, *, task: str = "
                       for name, enc in models.items()}
 
     sts = StsEvaluator.from_task(task, data_dir=data_dir)
-    if domain_texts is None and (run_dir / "corpus" / "sentences.txt").is_file():
-        domain_texts = run_dir / "corpus" / "sentences.txt"
+    if domain_texts is None:
+        domain_texts = _default_domain(run_dir, summary, report.notes)
     domain, scored = [], None
     if domain_texts is not None:
         data["domain_source"] = str(domain_texts)
