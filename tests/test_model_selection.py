@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -25,8 +26,9 @@ def run(tmp_path, name, lr, resume=None, **extra):
     return model_dir, train(margs, dargs, targs, resume_from_checkpoint=resume)
 
 
-def test_a_run_that_hurts_dev_keeps_the_starting_weights(tmp_path):
-    model_dir, summary = run(tmp_path, "hurt", lr=5.0)  # a step size that wrecks the encoder
+@pytest.mark.parametrize("metric", ["eval_cosine_spearman", "cosine_spearman"])  # the Trainer takes both spellings
+def test_a_run_that_hurts_dev_keeps_the_starting_weights(tmp_path, metric):
+    model_dir, summary = run(tmp_path, "hurt", lr=5.0, metric_for_best_model=metric)  # a step size that wrecks it
     assert summary["kept_initial_model"] is True
     assert summary["best_checkpoint"] is None and summary["best_metric"] == summary["start_metric"]
     start = load_file(str(model_dir / "model.safetensors"))

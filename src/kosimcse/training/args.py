@@ -124,6 +124,10 @@ class SimCSETrainingArguments(TrainingArguments):
             raise ValueError(f"selection_tolerance must be >= 0, not {self.selection_tolerance}")
         if not 0.0 <= self.start_weight <= 1.0:
             raise ValueError(f"start_weight must be between 0 and 1, not {self.start_weight}")
+        if self.metric_for_best_model and not self.metric_for_best_model.startswith("eval_"):
+            # The Trainer accepts "cosine_spearman" and adds the prefix itself; the start's score is looked up by the
+            # logged key, and without the prefix the start could never be kept.
+            self.metric_for_best_model = f"eval_{self.metric_for_best_model}"
         if self.selection_metric not in ("dev", "domain"):
             raise ValueError(f"selection_metric must be dev or domain, not {self.selection_metric!r}")
         if self.selection_tolerance > 0 or self.selection_metric == "domain":
