@@ -217,10 +217,15 @@ def test_collator_truncates_positives_at_the_passage_length(tiny):
 
     long = " ".join(SENTENCES * 4)
     collate = ContrastiveCollator(AutoTokenizer.from_pretrained(tiny), max_length=12, passage_max_length=40)
-    batch = collate([{"anchor": long, "positive": long}, {"anchor": SENTENCES[0], "positive": SENTENCES[0]}])
+    batch = collate([{"anchor": SENTENCES[0], "positive": long}, {"anchor": SENTENCES[0], "positive": SENTENCES[0]},
+                     {"anchor": long, "positive": long}])
     lengths = batch["attention_mask"].sum(-1)
-    assert batch["input_ids"].shape == (2, 2, 40)
-    assert lengths[0].tolist() == [12, 40] and lengths[1, 0] == lengths[1, 1] < 12
+    assert batch["input_ids"].shape == (3, 2, 40)
+    assert lengths[0, 0] < 12 and lengths[0, 1] == 40 and lengths[1, 0] == lengths[1, 1] < 12
+    # a dropout pair longer than max_length is still one input twice, not a sentence against a longer cut of itself
+    assert lengths[2].tolist() == [12, 12]
+    assert torch.equal(batch["input_ids"][2, 0], batch["input_ids"][2, 1])
+    assert torch.equal(batch["attention_mask"][2, 0], batch["attention_mask"][2, 1])
 
 
 def test_anchors_and_teacher_run_at_their_own_length_beside_long_passages(tiny):

@@ -124,6 +124,17 @@ class ContrastiveCollator:
         return {k: pad_sequence([e[k].T for e in encs], batch_first=True, padding_value=self.tokenizer.pad_token_id
                                 if k == "input_ids" else 0).permute(2, 0, 1).contiguous() for k in encs[0]}
 
+    def _rows_from(self, into: dict, source: dict, rows: list[int]) -> dict:
+        """``into`` with ``rows`` replaced by those of ``source``, both right-padded to the longer of the two."""
+        length = max(into["input_ids"].shape[1], source["input_ids"].shape[1])
+        out = {}
+        for k in into:
+            pad = self.tokenizer.pad_token_id if k == "input_ids" else 0
+            a, b = (torch.nn.functional.pad(t[k], (0, length - t[k].shape[1]), value=pad) for t in (into, source))
+            a[rows] = b[rows]
+            out[k] = a
+        return out
+
     def __call__(self, examples: list[dict]) -> dict:
         if "text" in examples[0]:
             texts = [e["text"] for e in examples]
@@ -131,8 +142,15 @@ class ContrastiveCollator:
             batch = self._stack([enc, self._tokenize(texts, self.dup_rate) if self.dup_rate > 0 else enc])
         else:
             views = ("anchor", "positive", "negative") if "negative" in examples[0] else ("anchor", "positive")
-            batch = self._stack([self._tokenize([e[v] for e in examples], max_length=self.passage_max_length
-                                                if v == "positive" else None) for v in views])
+            encs = [self._tokenize([e[v] for e in examples], max_length=self.passage_max_length
+                                   if v == "positive" else None) for v in views]
+            if self.passage_max_length is not None:
+                # A dropout pair is one input encoded twice (SimCSE): cut at the passage length, a sentence longer
+                # than max_length would be paired with a longer version of itself.
+                same = [i for i, e in enumerate(examples) if e["positive"] == e["anchor"]]
+                if same:
+                    encs[1] = self._rows_from(encs[1], encs[0], same)
+            batch = self._stack(encs)
             if "score" in examples[0]:
                 batch["scores"] = torch.tensor([float(e["score"]) for e in examples], dtype=torch.float32)
         if self._mlm is not None:
