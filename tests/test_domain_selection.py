@@ -50,6 +50,14 @@ def test_domain_selection_logs_scores_and_picks_best_domain_checkpoint(tmp_path)
     chosen = start if summary["kept_initial_model"] else evals[best_step]
     assert summary["domain"]["after"]["mrr@10"] == pytest.approx(chosen["eval_domain_mrr@10"], abs=1e-4)
     assert summary["dev_spearman"] == summary["results"]["korsts-dev"]["cosine_spearman"]
+    # what `kosimcse train` prints: the domain score before and after, flagged as chosen on these documents
+    from kosimcse.cli.train import _summary_text
+
+    text = _summary_text(summary)
+    for name in ("before", "after"):
+        assert f"| {name} | {summary['domain'][name]['mrr@10']:.2f} | {summary['domain'][name]['r@1']:.2f} |" in text
+    assert summary["domain"]["selected_on"] is True and "'after' is optimistic" in text
+    assert "optimistic" not in _summary_text({**summary, "domain": {**summary["domain"], "selected_on": False}})
 
 
 @pytest.mark.slow

@@ -66,5 +66,13 @@ def _summary_text(summary: dict) -> str:
              f"{summary['sentences_per_s']:.1f} sentences/s)\n"]
     lines += [f"### {task}\n\n{markdown_table({summary['exported']: metrics})}\n"
               for task, metrics in summary["results"].items()]
+    if domain := summary.get("domain"):
+        lines += [f"### domain score: {domain['file']} (held-out retrieval, x100)\n", "| | MRR@10 | R@1 | R@10 |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | " + " | ".join(f"{scores[k]:.2f}" for k in ("mrr@10", "r@1", "r@10")) + " |"
+                  for name in ("before", "after") if (scores := domain.get(name))]
+        if domain.get("selected_on"):
+            lines.append("\nThe checkpoint was chosen by this score on these documents, so 'after' is optimistic; "
+                         "selection by the dev tolerance alone (selection_metric: dev) does not use it.")
     return "\n".join(lines)
 

@@ -243,8 +243,9 @@ def train(margs: ModelArguments, dargs: DataArguments, targs: SimCSETrainingArgu
     summary["dev_spearman"] = results.get(dargs.eval_task, {}).get("cosine_spearman")
     if domain_docs:
         before = {k[len("eval_domain_"):]: v for k, v in start_metrics.items() if k.startswith("eval_domain_")}
+        # selected_on: the checkpoint was chosen by this score on these documents, so "after" is optimistic
         summary["domain"] = {"file": dargs.eval_domain, "before": before or None,
-                             "after": domain_scores(encode, domain_docs)}
+                             "after": domain_scores(encode, domain_docs), "selected_on": domain}
     out = Path(targs.output_dir) / BEST_DIR
     card = model_card(out.name, margs, dargs, results, precision=f"{targs.precision} ({targs.precision_reason})")
     best.save_pretrained(out, tokenizer=tokenizer, model_card=card)
