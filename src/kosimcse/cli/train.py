@@ -54,6 +54,7 @@ def command(ctx, recipe, resume, as_json):
 
 
 def _summary_text(summary: dict) -> str:
+    from kosimcse.evaluation.domain import SCORE_KEYS
     from kosimcse.evaluation.sts import markdown_table
 
     chosen = summary["best_checkpoint"] or "the starting model (no checkpoint did better)"
@@ -69,7 +70,7 @@ def _summary_text(summary: dict) -> str:
     if domain := summary.get("domain"):
         lines += [f"### domain score: {domain['file']} (held-out retrieval, x100)\n", "| | MRR@10 | R@1 | R@10 |",
                   "|---|---|---|---|"]
-        lines += [f"| {name} | " + " | ".join(f"{scores[k]:.2f}" for k in ("mrr@10", "r@1", "r@10")) + " |"
+        lines += [f"| {name} | " + " | ".join(f"{scores[k]:.2f}" for k in SCORE_KEYS) + " |"
                   for name in ("before", "after") if (scores := domain.get(name))]
         if domain.get("selected_on"):
             lines.append("\nThe checkpoint was chosen by this score on these documents, so 'after' is optimistic; "

@@ -14,6 +14,8 @@ from kosimcse.evaluation.similarity import cosine_matrix
 
 # encode(texts, max_length) -> [n, dim] array: SimCSEModel.encode with its tokenizer bound, or KoSimCSE.encode.
 Encode = Callable[[list[str], int], np.ndarray]
+# the scores of domain_scores that tables and plots show, in their order
+SCORE_KEYS = ("mrr@10", "r@1", "r@10")
 
 
 def retrieval_pairs(docs: Sequence[Document], seed: int = 0, kind: str = "auto",

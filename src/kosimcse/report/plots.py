@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import spearmanr
 
+from kosimcse.evaluation.domain import SCORE_KEYS
+
 SCORE_BUCKETS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (4.0, 5.0))
 _MODEL_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")  # before in red, after in blue
 
@@ -141,7 +143,7 @@ def geometry_plot(points: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Fi
 def domain_plot(scores: Mapping[str, Mapping[str, float]]) -> Figure:
     """``{model: {"mrr@10", "r@1", "r@10"}}`` as grouped bars: the label-free domain score before and after."""
     fig, (ax,) = _panels(1, 6.4, 3.6)
-    keys, width = ("mrr@10", "r@1", "r@10"), 0.8 / max(len(scores), 1)
+    keys, width = SCORE_KEYS, 0.8 / max(len(scores), 1)
     for i, (model, values) in enumerate(scores.items()):
         xs = np.arange(len(keys)) + i * width
         bars = ax.bar(xs, [values[k] for k in keys], width, label=model, color=_MODEL_COLOURS[i % len(_MODEL_COLOURS)])
